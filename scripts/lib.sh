@@ -1,0 +1,97 @@
+# Shared set-up helpers for scripts/test, scripts/demo and .ci/run (sourced, not run).
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Pick a Python >= 3.11.
+find_python() {
+    local c
+    for c in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        [[ -n "$c" ]] || continue
+        if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$c"; return 0
+        fi
+    done
+    die "Python 3.11 or newer is needed (apt-get install python3 python3-venv)"
+}
+
+# .venv with the project and its test tools; reinstalled when pyproject.toml changes.
+ensure_venv() {
+    local py stamp
+    py=$(find_python)
+    if [[ ! -x .venv/bin/python ]]; then
+        step "creating .venv with $py"
+        "$py" -m venv .venv || die "could not create a venv (apt-get install python3-venv)"
+    fi
+    stamp=$(sha256sum pyproject.toml | cut -c1-16)
+    if [[ ! -f .venv/.installed-$stamp ]]; then
+        step "installing rpcdaemon and test tools into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+        .venv/bin/python -m pip install -q -e '.[test]' || die "pip install failed"
+        rm -f .venv/.installed-* && touch ".venv/.installed-$stamp"
+    fi
+}
+
+amqp_up() {
+    .venv/bin/python - <<'PY' 2>/dev/null
+import os, sys
+from kombu import Connection
+url = os.environ.get("RPCDAEMON_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+try:
+    with Connection(url, connect_timeout=3) as c:
+        c.connect()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+# RabbitMQ: use it if it answers; start it if installed; install it as root on Debian.
+ensure_rabbitmq() {
+    amqp_up && return 0
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            step "installing rabbitmq-server (apt-get)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null \
+                || die "apt-get install rabbitmq-server failed"
+        else
+            die "RabbitMQ is not installed: run 'sudo apt-get install rabbitmq-server' (or set RPCDAEMON_AMQP_URL to a broker)"
+        fi
+    fi
+    step "starting RabbitMQ (rabbitmq-server -detached)"
+    if [[ $(id -u) == 0 ]] && ! pgrep -x epmd >/dev/null 2>&1; then
+        epmd -address 127.0.0.1 -daemon 2>/dev/null || true
+    fi
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 60); do
+        rabbitmqctl status >/dev/null 2>&1 && break
+        sleep 1
+    done
+    rabbitmqctl await_startup >/dev/null 2>&1 || die "RabbitMQ did not start (see /var/log/rabbitmq/)"
+    for i in $(seq 1 30); do amqp_up && return 0; sleep 1; done
+    die "RabbitMQ is running but 127.0.0.1:5672 does not accept guest/guest"
+}
+
+redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && head -c 5 <&3 | grep -q PONG) 2>/dev/null; }
+
+# Redis is used by the leader-election tests (tooz).
+ensure_redis() {
+    redis_up && return 0
+    if ! command -v redis-server >/dev/null 2>&1; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            step "installing redis-server (apt-get)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+                || die "apt-get install redis-server failed"
+        else
+            die "Redis is not installed: run 'sudo apt-get install redis-server'"
+        fi
+    fi
+    step "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null 2>&1 \
+        || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    local i
+    for i in $(seq 1 30); do redis_up && return 0; sleep 0.5; done
+    die "Redis did not start on 127.0.0.1:6379"
+}

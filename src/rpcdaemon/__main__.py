@@ -1,0 +1,5 @@
+"""``python -m rpcdaemon``."""
+
+from rpcdaemon.cli import main
+
+raise SystemExit(main())

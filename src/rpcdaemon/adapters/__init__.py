@@ -1,0 +1,1 @@
+"""IO edges: the only modules that import kombu, openstacksdk, tooz."""

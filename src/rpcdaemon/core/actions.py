@@ -1,0 +1,84 @@
+"""What planners return: frozen actions grouped into tasks, and the plan.
+
+A *task* is a short sequence of actions that must run in order (for a legacy router:
+remove from the dead agent, then add to the target). Tasks are independent of each
+other and may run concurrently. Every action carries the reason it exists.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from rpcdaemon.core.ids import AgentId, NetworkId, RouterId
+
+
+class Verb(str, enum.Enum):
+    ADD_ROUTER = "add_router"
+    REMOVE_ROUTER = "remove_router"
+    ADD_NETWORK = "add_network"
+    REMOVE_NETWORK = "remove_network"
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: Verb
+    agent_id: AgentId
+    resource_id: str  # a RouterId for router verbs, a NetworkId for network verbs
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.verb.value}:{self.resource_id}@{self.agent_id}"
+
+    def describe(self) -> str:
+        what = "router" if self.verb in (Verb.ADD_ROUTER, Verb.REMOVE_ROUTER) else "network"
+        op = "add" if self.verb in (Verb.ADD_ROUTER, Verb.ADD_NETWORK) else "remove"
+        prep = "to" if op == "add" else "from"
+        return f"{op} {what} {self.resource_id} {prep} agent {self.agent_id}"
+
+
+def add_router(router_id: RouterId, agent_id: AgentId, reason: str) -> Action:
+    return Action(Verb.ADD_ROUTER, agent_id, router_id, reason)
+
+
+def remove_router(router_id: RouterId, agent_id: AgentId, reason: str) -> Action:
+    return Action(Verb.REMOVE_ROUTER, agent_id, router_id, reason)
+
+
+def add_network(network_id: NetworkId, agent_id: AgentId, reason: str) -> Action:
+    return Action(Verb.ADD_NETWORK, agent_id, network_id, reason)
+
+
+def remove_network(network_id: NetworkId, agent_id: AgentId, reason: str) -> Action:
+    return Action(Verb.REMOVE_NETWORK, agent_id, network_id, reason)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Actions run in order. ``source_agent``, when set, is re-checked (fresh API read)
+    before the task runs: if it is alive again, the task is dropped."""
+
+    actions: tuple[Action, ...]
+    reason: str
+    source_agent: AgentId | None = None
+
+    @property
+    def key(self) -> str:
+        return "|".join(a.key for a in self.actions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Tasks to run, plus why anything was held back (breaker, caps, no target)."""
+
+    plugin: str
+    tasks: tuple[Task, ...] = ()
+    held: tuple[str, ...] = ()  # human-readable notes on what was not planned and why
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(a for t in self.tasks for a in t.actions)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks)

@@ -1,0 +1,1 @@
+"""Plugins: Dump (observer) and the pure L3Agent / DHCPAgent planners."""

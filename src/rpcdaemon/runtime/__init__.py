@@ -1,0 +1,1 @@
+"""The runtime wires adapters, core and plugins: consumer thread, reactor, executor."""

@@ -1,0 +1,97 @@
+"""Frozen settings: the shape every layer reads. ``rpcdaemon.config`` builds them from
+the ini file (old options and new) and from the plugins' neutron.conf.
+
+Field names here are a contract between modules: add fields, do not rename them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class KeystoneAuth:
+    """Credentials for the Neutron API, from neutron.conf (or none: clouds.yaml wins)."""
+
+    auth_url: str
+    username: str
+    password: str
+    project_name: str
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    region_name: str | None = None
+    interface: str | None = None  # public / internal / admin
+    source: str = "keystone_authtoken"  # or "admin_user" (the 2014 [DEFAULT] admin_* set)
+
+
+@dataclass(frozen=True)
+class NeutronConf:
+    """What we read from a plugin's ``conffile`` (neutron.conf)."""
+
+    path: str | None
+    agent_down_time: float = 75.0
+    control_exchange: str = "neutron"
+    auth: KeystoneAuth | None = None
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    plugins: tuple[str, ...] = ("L3Agent", "DHCPAgent")
+    rpchost: str = "127.0.0.1"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//"  # derived from rpchost
+    pidfile: str = "/var/run/rpcdaemon.pid"
+    logfile: str = "/var/log/rpcdaemon.log"
+    loglevel: str = "INFO"
+    check_interval: float = 1.0
+    cloud: str | None = None  # clouds.yaml cloud name; wins over conffile credentials
+    dry_run: bool = False
+    max_concurrency: int = 8
+    resync_interval: float = 60.0
+    metrics_address: str | None = None  # "host:port" for /metrics and /healthz; None = off
+    coordination_url: str | None = None  # tooz backend URL; None = single instance
+    reconnect_max_backoff: float = 30.0
+    prefetch: int = 100
+    foreground: bool = False  # -d / dump subcommand: no detach, logs to stderr, Dump prints to stdout
+
+
+@dataclass(frozen=True)
+class AgentPluginSettings:
+    """[L3Agent] and [DHCPAgent]."""
+
+    name: str
+    conffile: str | None = "/etc/neutron/neutron.conf"
+    loglevel: str = "INFO"
+    timeout: float = 20.0
+    queue_expire: float = 60.0
+    neutron: NeutronConf = field(default_factory=lambda: NeutronConf(path=None))
+    exchange: str = "neutron"  # option, else neutron.conf control_exchange, else neutron
+    agent_down_time: float = 75.0  # option, else neutron.conf, else 75
+    routing_keys: tuple[str, ...] = ("q-reports-plugin", "q-plugin")
+    max_dead_fraction: float = 0.5
+    max_moves_per_pass: int = 100
+    confirm_with_api: bool = True
+    restore_ha_redundancy: bool = False  # L3 only
+    agents_per_network: int | None = None  # DHCP only; None = all
+    notifications: bool = True  # DHCP: also bind notifications.info
+    notification_topic: str = "notifications"
+
+
+@dataclass(frozen=True)
+class DumpSettings:
+    loglevel: str = "DEBUG"
+    queue: str = "neutron"  # the exchange to dump (the 2014 name for the option)
+    routing_key: str = "#"
+    filter: str | None = None  # a JMESPath expression, truthy = print
+    output: str | None = None  # a file: JSON lines; None = pretty JSON to the log/stdout
+    redact: tuple[str, ...] = ("token", "password", "secret", "passwd", "credential")
+    queue_expire: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str
+    daemon: DaemonSettings
+    l3: AgentPluginSettings | None = None
+    dhcp: AgentPluginSettings | None = None
+    dump: DumpSettings | None = None
+    warnings: tuple[str, ...] = ()  # non-fatal findings of the loader (e.g. conffile missing)
