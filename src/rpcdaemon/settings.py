@@ -51,7 +51,8 @@ class DaemonSettings:
     coordination_url: str | None = None  # tooz backend URL; None = single instance
     reconnect_max_backoff: float = 30.0
     prefetch: int = 100
-    foreground: bool = False  # -d / dump subcommand: no detach, logs to stderr, Dump prints to stdout
+    # -d / dump subcommand: no detach, logs to stderr, Dump prints to stdout
+    foreground: bool = False
 
 
 @dataclass(frozen=True)

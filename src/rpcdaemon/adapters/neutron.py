@@ -1,0 +1,441 @@
+"""The Neutron API through openstacksdk/keystoneauth1: a NeutronPort.
+
+Reads (agents, routers, networks, subnets, bindings) go through the SDK's network proxy
+and its resource listings (pagination included). The four scheduling writes are sent as
+plain requests on the same proxy, because the SDK's ``add_router_to_agent`` and friends
+do not check the answer (the proxy's ``raise_exc`` is off, and those helpers neither call
+``raise_from_response`` nor look at the status): a 409 would pass as success.
+
+Error mapping (``rpcdaemon.core.errors``; the original exception is chained):
+
+* 5xx, 408, 429, timeouts, connection errors, Keystone discovery failures: TemporaryError.
+* 409: ConflictError (e.g. ``RouterHostedByL3Agent``: the router is on another agent).
+* 404 ``InvalidL3Agent`` / ``InvalidDHCPAgent`` (wrong type, admin down, wrong agent_mode):
+  PermanentError. Any other 404 (``AgentNotFound``, ``RouterNotFound``, ...): NotFoundError.
+* other 4xx (401/403 included): PermanentError.
+
+"Already done" answers are success, and they differ between L3 and DHCP (see
+neutron-rig REPORT.md §3): L3 add twice is 201 and remove-unhosted is 204 anyway; DHCP
+add twice is 409 ``NetworkHostedByDHCPAgent`` and remove-unhosted is 409
+``NetworkNotHostedByDhcpAgent``. A remove whose agent, router or network no longer exists
+(404 ``AgentNotFound`` / ``RouterNotFound`` / ``NetworkNotFound``) is success too: the
+binding cannot exist.
+
+No hidden retries: connect and status-code retries are 0; every call has ``timeout``
+seconds (keystoneauth applies it to connect and to each read). The executor retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import openstack
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import generic
+from openstack import exceptions as os_exc
+
+from rpcdaemon import __version__
+from rpcdaemon.core.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    RpcdaemonError,
+    TemporaryError,
+)
+from rpcdaemon.core.ids import AgentId, AgentType, Host, NetworkId, RouterId
+from rpcdaemon.core.view import AgentInfo, ClusterView, NetworkInfo, RouterInfo
+from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, KeystoneAuth
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ApiObserver = Callable[[str, str, float], None]
+"""Called after every API call with (op, status, seconds); status is the HTTP code as
+text, or "timeout", "connection", "error"."""
+
+# (status, NeutronError type) answers that mean the desired state already holds
+_ALREADY: dict[str, frozenset[tuple[int, str]]] = {
+    "add_router": frozenset(),
+    "remove_router": frozenset({(404, "RouterNotFound"), (404, "AgentNotFound")}),
+    "add_network": frozenset({(409, "NetworkHostedByDHCPAgent")}),
+    "remove_network": frozenset(
+        {
+            (409, "NetworkNotHostedByDhcpAgent"),
+            (404, "NetworkNotFound"),
+            (404, "AgentNotFound"),
+        }
+    ),
+}
+
+
+def neutron_error_type(response: Any) -> str | None:
+    """``NeutronError.type`` from an error response body, if there is one."""
+    try:
+        body = response.json()
+        kind = body["NeutronError"]["type"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return str(kind) if kind else None
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def error_for_status(
+    status: int, kind: str | None, message: str, *, retry_after: float | None = None
+) -> RpcdaemonError:
+    if status >= 500 or status in (408, 429):
+        return TemporaryError(message, delay=retry_after)
+    if status == 409:
+        return ConflictError(message)
+    if status == 404:
+        if kind is not None and kind.startswith("Invalid"):
+            return PermanentError(message)
+        return NotFoundError(message)
+    return PermanentError(message)
+
+
+def translate(exc: BaseException, op: str) -> tuple[RpcdaemonError, str]:
+    """(our error, status label for metrics) for anything the SDK or keystoneauth raised."""
+    if isinstance(exc, RpcdaemonError):
+        return exc, "error"
+    if isinstance(exc, os_exc.HttpException) and exc.status_code is not None:
+        kind = neutron_error_type(exc.response)
+        text = f"{op}: HTTP {exc.status_code} {kind or ''} {exc.details or ''}".strip()
+        status = int(exc.status_code)
+        err = error_for_status(status, kind, text, retry_after=_retry_after(exc.response))
+        return err, str(status)
+    if isinstance(exc, ks_exc.ConnectTimeout):
+        return TemporaryError(f"{op}: timed out: {exc}"), "timeout"
+    if isinstance(exc, ks_exc.ConnectionError | ks_exc.DiscoveryFailure):
+        return TemporaryError(f"{op}: cannot reach the API: {exc}"), "connection"
+    if isinstance(exc, ks_exc.HttpError) and exc.http_status:
+        status = int(exc.http_status)
+        return error_for_status(status, None, f"{op}: HTTP {status}: {exc}"), str(status)
+    if isinstance(exc, ks_exc.EndpointNotFound | ks_exc.EmptyCatalog):
+        return PermanentError(f"{op}: no network endpoint in the catalog: {exc}"), "error"
+    return PermanentError(f"{op}: {type(exc).__name__}: {exc}"), "error"
+
+
+class NeutronAdapter:
+    """NeutronPort over an ``openstack.connection.Connection``."""
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        observer: ApiObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        concurrency: int = 4,
+    ) -> None:
+        self._conn = conn
+        self._observer = observer
+        self._clock = clock
+        self._concurrency = max(1, concurrency)
+        self._last_success_at: float | None = None
+        self._warned_hidden_fields = False
+
+    @property
+    def last_success_at(self) -> float | None:
+        """Monotonic time of the last call Neutron answered successfully (for /readyz)."""
+        return self._last_success_at
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def _net(self) -> Any:
+        """The SDK's network proxy. The first access authenticates and discovers the
+        endpoint, so it is only ever touched inside ``_read``/``_write``."""
+        return self._conn.network
+
+    def _observe(self, op: str, status: str, started: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(op, status, self._clock() - started)
+        except Exception:
+            logger.exception("API observer failed")
+
+    def _read(self, op: str, fn: Callable[[], T]) -> T:
+        started = self._clock()
+        try:
+            result = fn()
+        except Exception as exc:
+            err, status = translate(exc, op)
+            self._observe(op, status, started)
+            raise err from exc
+        self._observe(op, "200", started)
+        self._last_success_at = self._clock()
+        return result
+
+    def _write(self, op: str, method: str, url: str, body: dict[str, str] | None) -> None:
+        started = self._clock()
+        try:
+            resp = self._net.request(url, method, json=body, raise_exc=False, connect_retries=0)
+        except Exception as exc:
+            err, status = translate(exc, op)
+            self._observe(op, status, started)
+            raise err from exc
+        self._observe(op, str(resp.status_code), started)
+        if resp.status_code < 400:
+            self._last_success_at = self._clock()
+            return
+        kind = neutron_error_type(resp)
+        if (resp.status_code, kind) in _ALREADY[op]:
+            self._last_success_at = self._clock()
+            logger.info("%s %s: already done (%s %s)", method, url, resp.status_code, kind)
+            return
+        try:
+            os_exc.raise_from_response(resp)
+        except os_exc.HttpException as exc:
+            err, _ = translate(exc, op)
+            if op == "add_router" and isinstance(err, TemporaryError):
+                logger.warning(
+                    "%s %s answered %s: Neutron may have saved the binding anyway "
+                    "(its agent notification failed); retrying the add is safe",
+                    method,
+                    url,
+                    resp.status_code,
+                )
+            raise err from exc
+        raise PermanentError(f"{op}: unexpected HTTP {resp.status_code}")  # pragma: no cover
+
+    # -- NeutronPort ------------------------------------------------------------------
+
+    def snapshot(self, *, routers: bool = True, networks: bool = True) -> ClusterView:
+        taken_at = self._clock()
+        agents = {
+            AgentId(a.id): self._agent_info(a)
+            for a in self._read("list_agents", lambda: list(self._net.agents()))
+        }
+        l3 = [a for a in agents.values() if a.agent_type == AgentType.L3.value]
+        dhcp = [a for a in agents.values() if a.agent_type == AgentType.DHCP.value]
+        router_infos: dict[RouterId, RouterInfo] = {}
+        router_bindings: dict[RouterId, frozenset[AgentId]] = {}
+        network_infos: dict[NetworkId, NetworkInfo] = {}
+        network_bindings: dict[NetworkId, frozenset[AgentId]] = {}
+        if routers:
+            router_infos = {
+                RouterId(r.id): self._router_info(r)
+                for r in self._read("list_routers", lambda: list(self._net.routers()))
+            }
+            hosted = self._per_agent(
+                "list_agent_routers",
+                l3,
+                lambda a: [r.id for r in self._net.agent_hosted_routers(a)],
+            )
+            router_bindings = _invert(router_infos, hosted, RouterId)
+        if networks:
+            listed = self._read("list_networks", lambda: list(self._net.networks()))
+            subnets = self._read("list_subnets", lambda: list(self._net.subnets()))
+            with_dhcp = {s.network_id for s in subnets if s.is_dhcp_enabled}
+            network_infos = {
+                NetworkId(n.id): NetworkInfo(
+                    id=NetworkId(n.id),
+                    dhcp_enabled=n.id in with_dhcp,
+                    availability_zone_hints=tuple(n.availability_zone_hints or ()),
+                    name=n.name or "",
+                )
+                for n in listed
+            }
+            hosted = self._per_agent(
+                "list_agent_networks",
+                dhcp,
+                lambda a: [n.id for n in self._net.dhcp_agent_hosting_networks(a)],
+            )
+            network_bindings = _invert(network_infos, hosted, NetworkId)
+        return ClusterView(
+            agents=agents,
+            routers=router_infos,
+            networks=network_infos,
+            router_bindings=router_bindings,
+            network_bindings=network_bindings,
+            taken_at=taken_at,
+        )
+
+    def get_agent(self, agent_id: AgentId) -> AgentInfo | None:
+        try:
+            agent = self._read("get_agent", lambda: self._net.get_agent(agent_id))
+        except NotFoundError:
+            return None
+        return self._agent_info(agent)
+
+    def router_agents(self, router_id: RouterId) -> frozenset[AgentId]:
+        ids = self._read(
+            "router_agents",
+            lambda: [a.id for a in self._net.routers_hosting_l3_agents(router_id)],
+        )
+        return frozenset(AgentId(i) for i in ids)
+
+    def network_agents(self, network_id: NetworkId) -> frozenset[AgentId]:
+        ids = self._read(
+            "network_agents",
+            lambda: [a.id for a in self._net.network_hosting_dhcp_agents(network_id)],
+        )
+        return frozenset(AgentId(i) for i in ids)
+
+    def add_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        self._write(
+            "add_router", "POST", f"/agents/{agent_id}/l3-routers", {"router_id": router_id}
+        )
+
+    def remove_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        self._write("remove_router", "DELETE", f"/agents/{agent_id}/l3-routers/{router_id}", None)
+
+    def add_network(self, agent_id: AgentId, network_id: NetworkId) -> None:
+        body: dict[str, str] = {"network_id": network_id}
+        self._write("add_network", "POST", f"/agents/{agent_id}/dhcp-networks", body)
+
+    def remove_network(self, agent_id: AgentId, network_id: NetworkId) -> None:
+        url = f"/agents/{agent_id}/dhcp-networks/{network_id}"
+        self._write("remove_network", "DELETE", url, None)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _per_agent(
+        self, op: str, agents: list[AgentInfo], fn: Callable[[AgentId], list[str]]
+    ) -> dict[AgentId, list[str]]:
+        """One listing per agent (the O(agents) part), a few at a time."""
+
+        def one(agent: AgentInfo) -> tuple[AgentId, list[str]]:
+            try:
+                return agent.id, self._read(op, lambda: fn(agent.id))
+            except NotFoundError:
+                return agent.id, []  # deleted since the agent list: it hosts nothing
+
+        if self._concurrency == 1 or len(agents) < 2:
+            return dict(one(a) for a in agents)
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            return dict(pool.map(one, agents))
+
+    def _agent_info(self, a: Any) -> AgentInfo:
+        conf = dict(a.configuration or {})
+        mode = conf.get("agent_mode") if a.agent_type == AgentType.L3.value else None
+        return AgentInfo(
+            id=AgentId(a.id),
+            agent_type=str(a.agent_type),
+            host=Host(a.host),
+            admin_state_up=bool(a.is_admin_state_up),
+            alive=bool(a.is_alive),
+            availability_zone=a.availability_zone or None,
+            agent_mode=str(mode) if mode else None,
+            started_at=a.started_at,
+            heartbeat_timestamp=a.last_heartbeat_at,
+            configurations=conf,
+        )
+
+    def _router_info(self, r: Any) -> RouterInfo:
+        if (r.is_ha is None or r.is_distributed is None) and not self._warned_hidden_fields:
+            self._warned_hidden_fields = True
+            logger.warning(
+                "routers come without 'ha'/'distributed' (policy hides them from this user): "
+                "they are treated as legacy; run rpcdaemon with admin credentials"
+            )
+        return RouterInfo(
+            id=RouterId(r.id),
+            ha=bool(r.is_ha),
+            distributed=bool(r.is_distributed),
+            availability_zone_hints=tuple(r.availability_zone_hints or ()),
+            admin_state_up=r.is_admin_state_up is not False,
+            name=r.name or "",
+        )
+
+
+def _invert(
+    known: Iterable[T], hosted: dict[AgentId, list[str]], make: Callable[[str], T]
+) -> dict[T, frozenset[AgentId]]:
+    """resource -> agents hosting it, for every known resource (unhosted: empty set).
+    Resources created after the resource listing are left for the next snapshot."""
+    out: dict[T, set[AgentId]] = {r: set() for r in known}
+    for agent_id, ids in hosted.items():
+        for rid in ids:
+            key = make(rid)
+            if key in out:
+                out[key].add(agent_id)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+# -- connecting ---------------------------------------------------------------------------
+
+
+def v3_auth_url(url: str) -> str:
+    """The 2014 configs point at Keystone v2.0, which is gone: use v3 on the same server."""
+    trimmed = url.rstrip("/")
+    if trimmed.endswith("/v2.0"):
+        return trimmed[: -len("/v2.0")] + "/v3"
+    return trimmed
+
+
+def _session_connection(auth: KeystoneAuth, timeout: float, common: dict[str, Any]) -> Any:
+    plugin = generic.Password(
+        auth_url=v3_auth_url(auth.auth_url),
+        username=auth.username,
+        password=auth.password,
+        project_name=auth.project_name,
+        user_domain_name=auth.user_domain_name,
+        project_domain_name=auth.project_domain_name,
+    )
+    sess = ks_session.Session(
+        auth=plugin, timeout=timeout, app_name="rpcdaemon", app_version=__version__
+    )
+    extra: dict[str, Any] = {}
+    if auth.region_name:
+        extra["region_name"] = auth.region_name
+    if auth.interface:
+        extra["interface"] = auth.interface
+    return openstack.connection.Connection(session=sess, **common, **extra)
+
+
+def connect(
+    settings: AgentPluginSettings,
+    daemon: DaemonSettings,
+    *,
+    observer: ApiObserver | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> NeutronAdapter:
+    """A NeutronAdapter from, in order of precedence: the clouds.yaml cloud
+    ``daemon.cloud``; the plugin's neutron.conf ``[keystone_authtoken]``; its 2014
+    ``admin_user`` set (Keystone v3, Default domains). Authentication is lazy: the
+    first call authenticates, and its errors are mapped like any other."""
+    common: dict[str, Any] = {
+        "connect_retries": 0,
+        "status_code_retries": 0,
+    }
+    try:
+        if daemon.cloud:
+            conn = openstack.connect(
+                cloud=daemon.cloud,
+                api_timeout=settings.timeout,
+                app_name="rpcdaemon",
+                app_version=__version__,
+                **common,
+            )
+            source = f"clouds.yaml cloud {daemon.cloud!r}"
+        elif settings.neutron.auth is not None:
+            auth = settings.neutron.auth
+            conn = _session_connection(auth, settings.timeout, common)
+            source = f"{settings.neutron.path or 'neutron.conf'} ({auth.source}, {auth.username})"
+        else:
+            raise ConfigError(
+                "no credentials for the Neutron API: set cloud = NAME (clouds.yaml) "
+                "or point conffile at a neutron.conf with [keystone_authtoken]",
+                section=settings.name,
+                option="conffile",
+            )
+    except os_exc.ConfigException as exc:
+        raise ConfigError(f"cloud {daemon.cloud!r}: {exc}", option="cloud") from exc
+    logger.info(
+        "[%s] Neutron API credentials from %s, timeout %ss", settings.name, source, settings.timeout
+    )
+    return NeutronAdapter(conn, observer=observer, clock=clock, concurrency=daemon.max_concurrency)

@@ -1,0 +1,223 @@
+"""The whole daemon, wired: plugins, bus consumer, reactor, executor, leader election,
+metrics. ``rpcdaemon run`` and ``rpcdaemon demo`` both come through :func:`run`.
+
+Threads: the bus consumer (decode, hand on, ack) → the reactor (owns the liveness model,
+plans) → the executor pool (bounded Neutron API concurrency); the metrics server and the
+leader elector run beside them and read immutable snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from rpcdaemon.adapters import neutron as neutron_adapter
+from rpcdaemon.adapters.codec import CodecStats
+from rpcdaemon.adapters.coordination import Elector, LeaderElector, SingleInstance
+from rpcdaemon.adapters.ports import NeutronPort
+from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.ids import Liveness
+from rpcdaemon.core.liveness import AgentKey, Transition
+from rpcdaemon.core.policy import Policy
+from rpcdaemon.core.status import StatusSnapshot
+from rpcdaemon.metrics import Metrics, MetricsServer, install
+from rpcdaemon.plugins import registry
+from rpcdaemon.plugins.base import Planner, Plugin
+from rpcdaemon.runtime import services
+from rpcdaemon.runtime.executor import ActionResult, Executor
+from rpcdaemon.runtime.reactor import PassReport, Reactor
+from rpcdaemon.settings import AgentPluginSettings, Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Observers for embedding the daemon (the demo, tests). All optional, all called on
+    daemon threads: keep them quick."""
+
+    on_pass: Callable[[PassReport], None] | None = None
+    on_transition: Callable[[Transition], None] | None = None
+    on_action: Callable[[ActionResult], None] | None = None
+    on_reactor: Callable[[Reactor], None] | None = None  # called once, before it starts
+    on_plan: Callable[[Plan], None] | None = None  # each planner's plan, before the gates
+
+
+def policy_for(section: AgentPluginSettings) -> Policy:
+    """The core Policy for one agent plugin's settings."""
+    return Policy(
+        agent_down_time=section.agent_down_time,
+        max_dead_fraction=section.max_dead_fraction,
+        max_moves_per_pass=section.max_moves_per_pass,
+        restore_ha_redundancy=section.restore_ha_redundancy,
+        dhcp_agents_per_network=section.agents_per_network,
+        confirm_with_api=section.confirm_with_api,
+    )
+
+
+def _sections(settings: Settings, planners: Sequence[Planner]) -> dict[str, AgentPluginSettings]:
+    by_name = {s.name: s for s in (settings.l3, settings.dhcp) if s is not None}
+    return {p.agent_type: by_name[p.name] for p in planners if p.name in by_name}
+
+
+def run(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    hooks: Hooks | None = None,
+    neutron: NeutronPort | None = None,
+    plugins: Sequence[Plugin] | None = None,
+) -> int:
+    """Run until ``stop`` is set; returns the exit status. ConfigError propagates."""
+    stop = stop if stop is not None else threading.Event()
+    hooks = hooks or Hooks()
+    if plugins is None:
+        plugins = registry.load(settings)
+    planners = [p for p in plugins if isinstance(p, Planner)]
+    if not planners:
+        return services.run(settings, stop=stop, plugins=plugins)
+
+    sections = _sections(settings, planners)
+    primary = sections.get("L3 agent") or next(iter(sections.values()))
+    prom = CollectorRegistry()
+    codec_stats = CodecStats()
+    holder: dict[str, Reactor] = {}
+    elector: Elector = (
+        LeaderElector(settings.daemon.coordination_url)
+        if settings.daemon.coordination_url
+        else SingleInstance()
+    )
+
+    def status() -> StatusSnapshot:
+        return holder["reactor"].status(
+            is_leader=elector.is_leader,
+            coordination_connected=elector.connected,
+            dry_run=settings.daemon.dry_run,
+        )
+
+    metrics = install(prom, status, codec_stats=codec_stats.snapshot)
+    port = neutron or neutron_adapter.connect(primary, settings.daemon, observer=metrics.api_call)
+    executor = Executor(
+        port,
+        max_concurrency=settings.daemon.max_concurrency,
+        stop=stop,
+        on_action=_action_observer(metrics, hooks),
+    )
+    tracker = _FailoverTracker(metrics)
+    reactor = Reactor(
+        planners=planners,
+        policies={t: policy_for(s) for t, s in sections.items()},
+        neutron=port,
+        executor=executor,
+        stop=stop,
+        is_leader=lambda: elector.is_leader,
+        dry_run=settings.daemon.dry_run,
+        check_interval=settings.daemon.check_interval,
+        resync_interval=settings.daemon.resync_interval,
+        on_pass=_chain(tracker.on_pass, hooks.on_pass),
+        on_transition=_chain(tracker.on_transition, hooks.on_transition),
+        on_plan=hooks.on_plan,
+    )
+    holder["reactor"] = reactor
+    tracker.reactor = reactor
+    if hooks.on_reactor is not None:
+        hooks.on_reactor(reactor)
+
+    server = (
+        MetricsServer(settings.daemon.metrics_address, prom, status)
+        if settings.daemon.metrics_address
+        else None
+    )
+    reactor_thread = threading.Thread(target=reactor.run, name="reactor", daemon=True)
+    elector.start()
+    if server is not None:
+        server.start()
+    reactor_thread.start()
+    try:
+        exit_code = services.run(
+            settings,
+            stop=stop,
+            plugins=plugins,
+            on_message=lambda _name, message: reactor.submit(message),
+            on_connection_change=reactor.connection_changed,
+            stats=codec_stats,
+        )
+    finally:
+        stop.set()
+        reactor_thread.join(services.JOIN_TIMEOUT)
+        if reactor_thread.is_alive():
+            logger.error("the reactor did not stop within %.0f s", services.JOIN_TIMEOUT)
+            exit_code = 1
+        elector.stop()
+        if server is not None:
+            server.stop()
+    return exit_code
+
+
+def _chain(*fns: Callable[[T], None] | None) -> Callable[[T], None] | None:
+    live = [f for f in fns if f is not None]
+    if not live:
+        return None
+
+    def call(arg: T) -> None:
+        for f in live:
+            f(arg)
+
+    return call
+
+
+def _action_observer(metrics: Metrics, hooks: Hooks) -> Callable[[ActionResult], None]:
+    def observe(result: ActionResult) -> None:
+        plugin = (
+            "L3Agent"
+            if result.action.verb in (Verb.ADD_ROUTER, Verb.REMOVE_ROUTER)
+            else "DHCPAgent"
+        )
+        metrics.action(plugin=plugin, verb=result.action.verb.value, result=result.outcome.value)
+        if hooks.on_action is not None:
+            hooks.on_action(result)
+
+    return observe
+
+
+class _FailoverTracker:
+    """Detection latency (last heartbeat → declared dead) and failover duration (declared
+    dead → nothing left bound to the agent), for the metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._declared: dict[AgentKey, float] = {}
+        self.reactor: Reactor | None = None
+
+    def on_transition(self, change: Transition) -> None:
+        if self.reactor is None:
+            return
+        now = time.monotonic()
+        if change.new is Liveness.DEAD:
+            record = self.reactor.model.get(change.key)
+            if record is not None:
+                self._metrics.detection_latency(change.key.agent_type, now - record.last_seen)
+            self._declared[change.key] = now
+        else:
+            self._declared.pop(change.key, None)
+
+    def on_pass(self, report: PassReport) -> None:
+        if report.view is None or not self._declared:
+            return
+        view = report.view
+        for agent in view.agents.values():
+            key = AgentKey.of(agent)
+            since = self._declared.get(key)
+            if since is None:
+                continue
+            hosting = view.routers_on(agent.id) or view.networks_on(agent.id)
+            if not hosting:
+                self._metrics.failover_duration(key.agent_type, time.monotonic() - since)
+                del self._declared[key]

@@ -1,0 +1,269 @@
+"""The agent-scheduler extensions: which agent hosts which router or network, by Neutron's rules.
+
+Sources (docs/simulator.md has the full table): neutron/db/l3_agentschedulers_db.py
+(``validate_agent_router_combination``, ``check_agent_router_scheduling_needed``,
+``add_router_to_l3_agent``, ``remove_router_from_l3_agent``), neutron/db/agentschedulers_db.py
+(``add_network_to_dhcp_agent``, ``remove_network_from_dhcp_agent``), and what a real neutron 29
+answered (/work/shared/neutron-rig/REPORT.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rpcdaemon.sim import resources as res
+from rpcdaemon.sim.state import INTERNAL_ERROR, CloudState, SimEvent, SimNeutronError
+
+logger = logging.getLogger(__name__)
+
+
+def _invalid_l3(agent_id: str) -> SimNeutronError:
+    # InvalidL3Agent subclasses AgentNotFound, hence 404
+    return SimNeutronError(
+        404, "InvalidL3Agent", f"Agent {agent_id} is not a L3 Agent or has been disabled"
+    )
+
+
+def _invalid_dhcp(agent_id: str) -> SimNeutronError:
+    return SimNeutronError(
+        404, "InvalidDHCPAgent", f"Agent {agent_id} is not a valid DHCP Agent or has been disabled."
+    )
+
+
+def _notification(event_type: str, agent_id: str, key: str, value: str) -> SimEvent:
+    publisher = "router" if event_type.startswith("l3_agent") else "network"
+    return SimEvent(
+        "notification",
+        "",
+        event_type=event_type,
+        payload={"agent": {"id": agent_id, key: value}},
+        publisher=publisher,
+    )
+
+
+class SchedulingMixin(CloudState):
+    """L3 and DHCP agent-scheduler operations."""
+
+    # -- L3 ------------------------------------------------------------------------------------------
+
+    def add_router_to_agent(self, agent_id: str, router_id: str) -> None:
+        """POST /agents/{agent_id}/l3-routers.
+
+        Liveness is not checked (a dead agent is accepted). If the agent's process is gone the
+        binding is saved, then the router_added_to_agent RPC call times out twice and the answer
+        is 500, after 2 x rpc_response_timeout.
+        """
+        with self._lock:
+            router = self._get_router(router_id)  # RouterNotFound comes first
+            agent = self._get_agent(agent_id)
+            if agent.agent_type != res.L3_AGENT:
+                raise _invalid_l3(agent_id)
+            mode = str(agent.configurations.get("agent_mode", "legacy"))
+            if mode in res.DVR_MODES:
+                raise SimNeutronError(
+                    409,
+                    "DVRL3CannotAssignToDvrAgent",
+                    "Not allowed to manually assign a router to an agent in 'dvr' mode.",
+                )
+            if mode == "legacy" and router.distributed:
+                raise SimNeutronError(
+                    409,
+                    "RouterL3AgentMismatch",
+                    f"Cannot host distributed router {router_id} on legacy L3 agent {agent_id}.",
+                )
+            if not agent.admin_state_up:
+                raise _invalid_l3(agent_id)
+            if not agent.configurations.get("handle_internal_only_routers", True):
+                # get_l3_agent_candidates: no gateway and the agent refuses internal-only routers
+                raise _invalid_l3(agent_id)
+            bound = self._l3.setdefault(router_id, [])
+            if agent_id in bound:
+                # already there: no binding, no RPC, but the API still notifies and answers 201
+                self._emit([_notification("l3_agent.router.add", agent_id, "router_id", router_id)])
+                return
+            if bound and not router.ha:
+                raise SimNeutronError(
+                    409,
+                    "RouterHostedByL3Agent",
+                    f"The router {router_id} has been already hosted by the L3 Agent {bound[0]}.",
+                )
+            bound.append(agent_id)
+            self._refresh_counts(agent_id)
+            host, topic, running = agent.host, agent.topic, agent.process_running
+        call = SimEvent(
+            "call",
+            f"{topic}.{host}",
+            method="router_added_to_agent",
+            args={"payload": [router_id]},
+        )
+        self._emit([call])
+        if not running:
+            # oslo.messaging call: two attempts, each timing out, then the API answers 500
+            logger.info(
+                "sim: router_added_to_agent to %s: no consumer, blocking %.1fs then 500",
+                host,
+                2 * self.rpc_response_timeout,
+            )
+            self._closing.wait(self.rpc_response_timeout)
+            self._emit([call])
+            self._closing.wait(self.rpc_response_timeout)
+            raise SimNeutronError(500, "HTTPInternalServerError", INTERNAL_ERROR)
+        self._emit([_notification("l3_agent.router.add", agent_id, "router_id", router_id)])
+
+    def remove_router_from_agent(self, agent_id: str, router_id: str) -> None:
+        """DELETE /agents/{agent_id}/l3-routers/{router_id}: 204 even when not hosted.
+
+        The agent's type is not checked; the router is looked up after the unbind (a missing
+        router is 404 RouterNotFound).
+        """
+        with self._lock:
+            agent = self._get_agent(agent_id)
+            mode = str(agent.configurations.get("agent_mode", "legacy"))
+            if agent.agent_type == res.L3_AGENT and mode in res.DVR_MODES:
+                raise SimNeutronError(
+                    409,
+                    "DVRL3CannotRemoveFromDvrAgent",
+                    "Not allowed to manually remove a router from an agent in 'dvr' mode.",
+                )
+            bound = self._l3.get(router_id, [])
+            if agent_id in bound:
+                bound.remove(agent_id)
+                self._refresh_counts(agent_id)
+            self._get_router(router_id)
+            host, topic = agent.host, agent.topic
+        self._emit(
+            [
+                SimEvent(
+                    "cast",
+                    f"{topic}.{host}",
+                    method="router_removed_from_agent",
+                    args={"payload": {"router_id": router_id}},
+                ),
+                _notification("l3_agent.router.remove", agent_id, "router_id", router_id),
+            ]
+        )
+
+    def routers_on(self, agent_id: str) -> set[str]:
+        with self._lock:
+            return {r for r, bound in self._l3.items() if agent_id in bound}
+
+    def router_agents(self, router_id: str) -> set[str]:
+        with self._lock:
+            return set(self._l3.get(router_id, []))
+
+    def routers_on_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        """GET /agents/{id}/l3-routers: 404 AgentNotFound only when nothing is bound."""
+        with self._lock:
+            rows = [
+                self._routers[r]
+                for r, b in self._l3.items()
+                if agent_id in b and r in self._routers
+            ]
+            if not rows:
+                self._get_agent(agent_id)
+            return [self._router_dict(r) for r in rows]
+
+    def agents_hosting_router(self, router_id: str) -> list[dict[str, Any]]:
+        """GET /routers/{id}/l3-agents: an unknown router simply has no agents."""
+        now = self._clock()
+        with self._lock:
+            out = []
+            for agent_id in self._l3.get(router_id, []):
+                agent = self._agents.get(agent_id)
+                if agent is not None:
+                    body = self._agent_dict(agent, now)
+                    body.update(
+                        {"resource_versions": {}, "ha_chassis_priority": None, "ha_state": None}
+                    )
+                    out.append(body)
+            return out
+
+    # -- DHCP ----------------------------------------------------------------------------------------
+
+    def add_network_to_agent(self, agent_id: str, network_id: str) -> None:
+        """POST /agents/{agent_id}/dhcp-networks: 409 when already hosted; liveness not checked."""
+        with self._lock:
+            self._get_network(network_id)  # NetworkNotFound comes first
+            agent = self._get_agent(agent_id)
+            if agent.agent_type != res.DHCP_AGENT or not agent.admin_state_up:
+                raise _invalid_dhcp(agent_id)
+            bound = self._dhcp.setdefault(network_id, [])
+            if agent_id in bound:
+                raise SimNeutronError(
+                    409,
+                    "NetworkHostedByDHCPAgent",
+                    f"The network {network_id} has been already hosted by the DHCP Agent {agent_id}.",
+                )
+            bound.append(agent_id)
+            self._refresh_counts(agent_id)
+            host, topic = agent.host, agent.topic
+        # network_added_to_agent is a cast of network_create_end: it never blocks
+        self._emit(
+            [
+                SimEvent(
+                    "cast",
+                    f"{topic}.{host}",
+                    method="network_create_end",
+                    args={"payload": {"network": {"id": network_id}, "priority": 0}},
+                ),
+                _notification("dhcp_agent.network.add", agent_id, "network_id", network_id),
+            ]
+        )
+
+    def remove_network_from_agent(self, agent_id: str, network_id: str) -> None:
+        """DELETE /agents/{agent_id}/dhcp-networks/{network_id}: 409 when not hosted."""
+        with self._lock:
+            agent = self._get_agent(agent_id)
+            bound = self._dhcp.get(network_id, [])
+            if agent_id not in bound:
+                raise SimNeutronError(
+                    409,
+                    "NetworkNotHostedByDhcpAgent",
+                    f"The network {network_id} is not hosted by the DHCP Agent {agent_id}.",
+                )
+            bound.remove(agent_id)
+            self._refresh_counts(agent_id)
+            host, topic = agent.host, agent.topic
+        self._emit(
+            [
+                SimEvent(
+                    "cast",
+                    f"{topic}.{host}",
+                    method="network_delete_end",
+                    args={"payload": {"network_id": network_id, "priority": 0}},
+                ),
+                _notification("dhcp_agent.network.remove", agent_id, "network_id", network_id),
+            ]
+        )
+
+    def networks_on(self, agent_id: str) -> set[str]:
+        with self._lock:
+            return {n for n, bound in self._dhcp.items() if agent_id in bound}
+
+    def network_agents(self, network_id: str) -> set[str]:
+        with self._lock:
+            return set(self._dhcp.get(network_id, []))
+
+    def networks_on_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [
+                self._networks[n]
+                for n, b in self._dhcp.items()
+                if agent_id in b and n in self._networks
+            ]
+            if not rows:
+                self._get_agent(agent_id)
+            return [self._network_dict(n) for n in rows]
+
+    def agents_hosting_network(self, network_id: str) -> list[dict[str, Any]]:
+        now = self._clock()
+        with self._lock:
+            out = []
+            for agent_id in self._dhcp.get(network_id, []):
+                agent = self._agents.get(agent_id)
+                if agent is not None:
+                    body = self._agent_dict(agent, now)
+                    body.update({"resource_versions": {}, "ha_chassis_priority": None})
+                    out.append(body)
+            return out

@@ -1,0 +1,33 @@
+"""`rpcdaemon sim` commands and the files it writes."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import io
+from pathlib import Path
+
+from rpcdaemon.sim.api import SimNeutronServer
+from rpcdaemon.sim.cli import run_command, write_configs
+from rpcdaemon.sim.scenario import build_cloud
+
+
+def test_commands_and_config_files(tmp_path: Path) -> None:
+    cloud = build_cloud(l3_agents=2, dhcp_agents=1, routers=2, networks=1, seed=3)
+    out = io.StringIO()
+    with SimNeutronServer(cloud) as server:
+        args = argparse.Namespace(amqp="memory://", exchange="neutron", agent_down_time=5.0)
+        paths = write_configs(str(tmp_path), server, args)
+        conf = configparser.ConfigParser()
+        conf.read(paths["rpcdaemon.conf"])
+        assert conf["Daemon"]["rpchost"] == "memory://"
+        assert conf["L3Agent"]["conffile"] == paths["neutron.conf"]
+        assert server.network_url in Path(paths["clouds.yaml"]).read_text()
+        assert run_command("disable l3:net1", cloud, None, server, out)
+        assert not cloud.find_agent("net1", "L3 agent")["admin_state_up"]  # type: ignore[index]
+        assert run_command("agents", cloud, None, server, out)
+        assert run_command("bindings", cloud, None, server, out)
+        assert run_command("help", cloud, None, server, out)
+        assert not run_command("quit", cloud, None, server, out)
+    text = out.getvalue()
+    assert "admin=false" in text and "kill AGENT" in text
