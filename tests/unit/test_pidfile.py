@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,13 @@ def _spawn(*argv: str) -> subprocess.Popen[bytes]:
 def rpcdaemon_like() -> Iterator[int]:
     """A live process whose command line mentions rpcdaemon."""
     proc = _spawn("rpcdaemon-holder")
+    # Until the child has exec'd, /proc/PID/cmdline is still the parent's: wait for it.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:
+            if b"rpcdaemon-holder" in fh.read():
+                break
+        time.sleep(0.01)
     yield proc.pid
     proc.kill()
     proc.wait()

@@ -25,7 +25,10 @@ JOIN_TIMEOUT = 5.0
 POLL_INTERVAL = 0.5
 
 MessageSink = Callable[[str, BusMessage], None]
-"""Receives (plugin name, message) for every message of a planner's queue."""
+"""Receives (queue purpose, message) for every message of the planners' shared queue."""
+
+SHARED_QUEUE = "agents"
+"""The purpose (and sink name) of the one queue the planners share."""
 
 
 def queue_expire(settings: Settings, plugin: Plugin) -> float:
@@ -72,7 +75,7 @@ def build_queues(
         bindings = tuple(dict.fromkeys(b for p in planners for b in p.bindings()))
         specs.append(
             QueueSpec(
-                name=private_queue_name("agents"),
+                name=private_queue_name(SHARED_QUEUE),
                 bindings=bindings,
                 expires=min(queue_expire(settings, p) for p in planners),
                 handler=_handler(planners, on_message, failures),
@@ -90,8 +93,7 @@ def _handler(
         for plugin in plugins:
             registry.call_isolated(plugin.name, plugin.observe, message, failures=failures)
         if sink is not None:
-            name = plugins[0].name
-            registry.call_isolated(name, sink, name, message, failures=failures)
+            registry.call_isolated(SHARED_QUEUE, sink, SHARED_QUEUE, message, failures=failures)
 
     return handle
 
