@@ -22,6 +22,7 @@ from rpcdaemon.adapters.codec import CodecStats
 from rpcdaemon.adapters.coordination import Elector, LeaderElector, SingleInstance
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.events import BusMessage, Heartbeat
 from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import AgentKey, Transition
 from rpcdaemon.core.policy import Policy
@@ -145,7 +146,7 @@ def run(
             settings,
             stop=stop,
             plugins=plugins,
-            on_message=lambda _name, message: reactor.submit(message),
+            on_message=_submitter(reactor, metrics),
             on_connection_change=reactor.connection_changed,
             stats=codec_stats,
         )
@@ -173,6 +174,15 @@ def _chain(*fns: Callable[[T], None] | None) -> Callable[[T], None] | None:
     return call
 
 
+def _submitter(reactor: Reactor, metrics: Metrics) -> Callable[[str, BusMessage], None]:
+    def submit(_queue: str, message: BusMessage) -> None:
+        event = reactor.submit(message)
+        if isinstance(event, Heartbeat):
+            metrics.heartbeat(event.agent_type)
+
+    return submit
+
+
 def _action_observer(metrics: Metrics, hooks: Hooks) -> Callable[[ActionResult], None]:
     def observe(result: ActionResult) -> None:
         plugin = (
@@ -188,12 +198,13 @@ def _action_observer(metrics: Metrics, hooks: Hooks) -> Callable[[ActionResult],
 
 
 class _FailoverTracker:
-    """Detection latency (last heartbeat → declared dead) and failover duration (declared
-    dead → nothing left bound to the agent), for the metrics."""
+    """Pass and breaker counters, detection latency (last heartbeat → declared dead) and
+    failover duration (declared dead → nothing left bound to the agent)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._declared: dict[AgentKey, float] = {}
+        self._breaker_open: dict[str, bool] = {}
         self.reactor: Reactor | None = None
 
     def on_transition(self, change: Transition) -> None:
@@ -209,6 +220,13 @@ class _FailoverTracker:
             self._declared.pop(change.key, None)
 
     def on_pass(self, report: PassReport) -> None:
+        for plan in report.plans:
+            self._metrics.planning_pass(plugin=plan.plugin, trigger=report.trigger)
+        for breaker in report.breakers:
+            was = self._breaker_open.get(breaker.agent_type, False)
+            if breaker.open and not was:
+                self._metrics.breaker_trip(breaker.agent_type)
+            self._breaker_open[breaker.agent_type] = breaker.open
         if report.view is None or not self._declared:
             return
         view = report.view

@@ -145,17 +145,19 @@ class Reactor:
 
     # -- thread-safe inputs -------------------------------------------------------------
 
-    def submit(self, message: BusMessage) -> None:
-        """Consumer thread: keep only what the model or the planners need."""
+    def submit(self, message: BusMessage) -> Heartbeat | ResourceNotification | None:
+        """Consumer thread: keep only what the model or the planners need; returns it."""
         heartbeat = heartbeat_from(message, received_wall=self._wall())
         if heartbeat is not None:
             with self._seen_lock:
                 self._seen[AgentKey.of(heartbeat)] = heartbeat.received_at
             self._inbox.put(heartbeat)
-            return
+            return heartbeat
         notification = notification_from(message)
         if notification is not None and notification.event_type in DHCP_EVENTS:
             self._inbox.put(notification)
+            return notification
+        return None
 
     def agent_is_back(self, agent_id: AgentId) -> bool:
         """Any thread: has ``agent_id`` sent a heartbeat since the current pass began?"""

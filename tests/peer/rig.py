@@ -1,0 +1,608 @@
+"""A real neutron-server 29 for the peer suite: ``python -m tests.peer.rig up|down|status|agent``.
+
+What ``up`` brings up (all on 127.0.0.1, every process recorded by PID in the run directory):
+
+* MariaDB (started with mysqld_safe if it is down; installed with apt-get when missing and we
+  are root) holding a private database ``rpcdaemon_peer``, reloaded from a cached schema dump at
+  every start, so each rig starts empty;
+* RabbitMQ (started if down) with a private vhost ``rpcdaemon-peer``, dropped at ``down``, so
+  Neutron's exchanges and queues never meet other tests' on the shared broker;
+* neutron 29 from PyPI in a cached venv ($RPCDAEMON_PEER_CACHE, default ~/.cache/rpcdaemon-peer):
+  ``neutron-rpc-server`` plus the API (``neutron.wsgi.api:application``) under uWSGI on a free
+  port, ``auth_strategy = noauth``, ML2/OVS, the ``router`` service plugin, notifications
+  ``messagingv2``, Neutron's own failover off (on with ``--neutron-failover``, which also starts
+  ``neutron-periodic-workers``);
+* fake L3 and DHCP agents (tests/peer/fake_agents.py, run by the neutron venv's Python) that
+  heartbeat with neutron's own PluginReportStateAPI and answer server->agent RPC; each one is
+  steered through a file: ``agent KIND HOST alive|soft|hard``.
+
+``down`` stops them by PID (never by name) and drops the vhost. Timings of each step are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements.txt"
+FAKE_AGENTS = HERE / "fake_agents.py"
+VHOST = "rpcdaemon-peer"
+DATABASE = "rpcdaemon_peer"
+DB_USER = "rpcdaemon_peer"
+DB_PASSWORD = "rpcdaemon_peer"
+AGENT_DOWN_TIME = 10
+REPORT_INTERVAL = 2.0
+HOSTS = ("net1", "net2", "net3")
+
+
+class RigError(RuntimeError):
+    """The rig could not come up; the message says which step and why."""
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "rpcdaemon-peer"
+    return Path(os.environ.get("RPCDAEMON_PEER_CACHE", str(default))).expanduser()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie is as good as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for child in _children(pid):
+        out += [child, *_descendants(child)]
+    return out
+
+
+def _run(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise RigError(f"{what}: {' '.join(cmd[:3])} exited {proc.returncode}: {tail}")
+    return proc
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, step: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(step)
+    raise RigError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+@dataclass
+class Rig:
+    """One rig, described by ``<cache>/run/rig.json`` while it is up."""
+
+    cache: Path = field(default_factory=cache_dir)
+    api_port: int = 0
+    neutron_failover: bool = False
+    pids: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- paths and URLs ------------------------------------------------------------------------
+
+    @property
+    def venv(self) -> Path:
+        return self.cache / "venv"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cache / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.run_dir / "agents"
+
+    @property
+    def neutron_conf(self) -> Path:
+        return self.run_dir / "neutron.conf"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """The kombu URL of the rig's vhost."""
+        return f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+
+    def amqp_url_via(self, port: int) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{port}/{VHOST}"
+
+    def _bin(self, name: str) -> str:
+        return str(self.venv / "bin" / name)
+
+    # -- state file ----------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        state = {"api_port": self.api_port, "failover": self.neutron_failover, "pids": self.pids}
+        (self.run_dir / "rig.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def load(cls, cache: Path | None = None) -> Rig:
+        rig = cls(cache=cache or cache_dir())
+        path = rig.run_dir / "rig.json"
+        if path.exists():
+            state = json.loads(path.read_text())
+            rig.api_port = int(state["api_port"])
+            rig.neutron_failover = bool(state.get("failover", False))
+            rig.pids = {k: int(v) for k, v in state["pids"].items()}
+        return rig
+
+    def running(self) -> bool:
+        names = {"rpc-server", "api", "agents"}
+        return names <= set(self.pids) and all(_alive(self.pids[n]) for n in names)
+
+    # -- the REST API --------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+        resp = requests.request(
+            method,
+            f"{self.api_url}/v2.0{path}",
+            json=body,
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+        )
+        return resp.status_code, (resp.json() if resp.content else None)
+
+    def agents(self, agent_type: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"agent_type": agent_type}) if agent_type else ""
+        status, body = self.call("GET", f"/agents{query}")
+        if status != 200:
+            raise RigError(f"GET /agents: {status} {body}")
+        return list(body["agents"])
+
+    def agent_id(self, agent_type: str, host: str) -> str:
+        for agent in self.agents(agent_type):
+            if agent["host"] == host:
+                return str(agent["id"])
+        raise KeyError(f"{agent_type}@{host}")
+
+    # -- agent control -------------------------------------------------------------------------
+
+    def set_agent(self, kind: str, host: str, mode: str) -> None:
+        """``alive``; ``soft`` = no heartbeats, still answers RPC; ``hard`` = no heartbeats and
+        no RPC consumer (a crashed agent)."""
+        if kind not in ("l3", "dhcp") or mode not in ("alive", "soft", "hard"):
+            raise ValueError(f"{kind} {mode}")
+        path = self.agents_dir / f"{kind}-{host}"
+        if mode == "alive":
+            path.unlink(missing_ok=True)
+        else:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(mode)
+            tmp.replace(path)
+
+    def revive_all(self, timeout: float = 60) -> None:
+        for path in self.agents_dir.glob("*-*"):
+            path.unlink()
+        self.wait_agents_alive(timeout)
+
+    def wait_agents_alive(self, timeout: float = 60) -> None:
+        want = {(t, h) for t in ("L3 agent", "DHCP agent") for h in HOSTS}
+
+        def ok() -> bool:
+            try:
+                got = {(a["agent_type"], a["host"]) for a in self.agents() if a["alive"]}
+            except (requests.RequestException, RigError):
+                return False
+            return want <= got
+
+        wait_until("all fake agents alive in the API", ok, timeout)
+
+    def wait_agent_alive(self, agent_id: str, alive: bool, timeout: float = 60) -> None:
+        def ok() -> bool:
+            status, body = self.call("GET", f"/agents/{agent_id}")
+            return status == 200 and body["agent"]["alive"] is alive
+
+        wait_until(f"agent {agent_id} alive={alive}", ok, timeout)
+
+    # -- up ------------------------------------------------------------------------------------
+
+    def up(self, *, neutron_failover: bool = False) -> dict[str, float]:
+        """Bring everything up (reuse a running rig with the same failover setting)."""
+        started = time.monotonic()
+        if self.running() and self.neutron_failover == neutron_failover:
+            self.timings = {"reused": 0.0}
+            return self.timings
+        self.down()
+        self.neutron_failover = neutron_failover
+        for d in (self.logs, self.agents_dir, self.run_dir / "lock"):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in self.agents_dir.iterdir():
+            stale.unlink()
+        self._step("packages", self._ensure_packages)
+        self._step("rabbitmq + vhost", self._ensure_rabbitmq)
+        self._step("mariadb", self._ensure_mariadb)
+        self._step("venv (neutron)", self._ensure_venv)
+        self.api_port = _free_port()
+        self._write_configs()
+        self._step("database (fresh, from cached schema)", self._load_database)
+        try:
+            self._step("neutron + agents up", self._start_processes)
+        except BaseException:
+            self.down()
+            raise
+        self.timings["total"] = time.monotonic() - started
+        return self.timings
+
+    def _step(self, name: str, fn: Callable[[], None]) -> None:
+        t = time.monotonic()
+        fn()
+        self.timings[name] = time.monotonic() - t
+        logger.info("rig: %s took %.1fs", name, self.timings[name])
+
+    def _ensure_packages(self) -> None:
+        missing = [
+            pkg
+            for pkg, probe in (("mariadb-server", "mysqld_safe"), ("rabbitmq-server", "rabbitmqctl"))
+            if shutil.which(probe) is None
+        ]
+        if not missing:
+            return
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise RigError(f"missing {', '.join(missing)} and cannot apt-get install them")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run(["apt-get", "update", "-q"], "apt-get update", env=env)
+        _run(["apt-get", "install", "-y", "-q", *missing], "apt-get install", env=env)
+
+    def _ensure_rabbitmq(self) -> None:
+        if not _port_open(5672):
+            # loopback only; epmd first, or the Erlang CLI starts one on every address
+            if subprocess.run(["epmd", "-names"], capture_output=True, check=False).returncode:
+                _run(["epmd", "-address", "127.0.0.1", "-daemon"], "epmd")
+            conf = self.run_dir / "rabbitmq.conf"
+            conf.write_text("listeners.tcp.default = 127.0.0.1:5672\nloopback_users.guest = true\n")
+            env = {
+                **os.environ,
+                "RABBITMQ_CONFIG_FILE": str(conf),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            }
+            _run(["rabbitmq-server", "-detached"], "rabbitmq-server", env=env)
+            wait_until("RabbitMQ on 127.0.0.1:5672", lambda: _port_open(5672), 120)
+        ctl = ["rabbitmqctl", "-q"]
+        vhosts = _run([*ctl, "list_vhosts"], "rabbitmqctl list_vhosts").stdout.split()
+        if VHOST not in vhosts:
+            _run([*ctl, "add_vhost", VHOST], "rabbitmqctl add_vhost")
+        _run([*ctl, "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], "permissions")
+
+    def _mysql(self, sql: str, what: str, database: str | None = None) -> str:
+        cmd = ["mysql", "-uroot", "-N", "-B", *([database] if database else []), "-e", sql]
+        return _run(cmd, what).stdout
+
+    def _ensure_mariadb(self) -> None:
+        ping = ["mysqladmin", "-uroot", "ping"]
+        if subprocess.run(ping, capture_output=True, check=False).returncode != 0:
+            Path("/run/mysqld").mkdir(exist_ok=True)
+            shutil.chown("/run/mysqld", "mysql", "mysql")
+            log = (self.logs / "mysqld_safe.log").open("ab")
+            subprocess.Popen(
+                ["mysqld_safe", "--bind-address=127.0.0.1", "--port=3306"],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            wait_until(
+                "MariaDB",
+                lambda: subprocess.run(ping, capture_output=True, check=False).returncode == 0,
+                60,
+            )
+        self._mysql(
+            f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
+            f"GRANT ALL ON {DATABASE}.* TO '{DB_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;",
+            "create the database user",
+        )
+
+    def _requirements_hash(self) -> str:
+        return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+
+    def _ensure_venv(self) -> None:
+        marker = self.venv / ".rpcdaemon-peer"
+        if marker.exists() and marker.read_text() == self._requirements_hash():
+            return
+        shutil.rmtree(self.venv, ignore_errors=True)
+        python = shutil.which("python3.11") or sys.executable
+        _run([python, "-m", "venv", str(self.venv)], "python -m venv")
+        pip = [self._bin("python"), "-m", "pip", "install", "-q"]
+        _run([*pip, "-U", "pip", "setuptools", "wheel"], "pip install -U pip")
+        _run([*pip, "-r", str(REQUIREMENTS)], "pip install neutron")
+        marker.write_text(self._requirements_hash())
+
+    def _write_configs(self) -> None:
+        run, logs = self.run_dir, self.logs
+        paste = (self.venv / "etc" / "neutron" / "api-paste.ini").read_text()
+        paste = paste.replace("/var/lib/neutron/healthcheck_disable", str(run / "healthcheck_off"))
+        (run / "api-paste.ini").write_text(paste)
+        failover = str(self.neutron_failover)
+        self.neutron_conf.write_text(
+            f"""# written by tests/peer/rig.py
+[DEFAULT]
+core_plugin = ml2
+service_plugins = router
+auth_strategy = noauth
+transport_url = rabbit://guest:guest@127.0.0.1:5672/{VHOST}
+api_paste_config = {run}/api-paste.ini
+state_path = {run}
+host = peer-controller
+log_dir = {logs}
+debug = False
+agent_down_time = {AGENT_DOWN_TIME}
+allow_automatic_l3agent_failover = {failover}
+allow_automatic_dhcp_failover = False
+router_auto_schedule = False
+network_auto_schedule = False
+dhcp_agents_per_network = 1
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 0
+notify_nova_on_port_status_changes = False
+notify_nova_on_port_data_changes = False
+rpc_response_timeout = 10
+
+[agent]
+report_interval = {REPORT_INTERVAL}
+
+[database]
+connection = mysql+pymysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:3306/{DATABASE}?charset=utf8mb4
+
+[quotas]
+quota_router = -1
+quota_network = -1
+quota_subnet = -1
+quota_port = -1
+
+[oslo_concurrency]
+lock_path = {run}/lock
+
+[oslo_messaging_notifications]
+driver = messagingv2
+topics = notifications
+"""
+        )
+        (run / "ml2_conf.ini").write_text(
+            "[ml2]\ntype_drivers = flat,vlan,vxlan\nproject_network_types = vxlan\n"
+            "mechanism_drivers = openvswitch\nextension_drivers = port_security\n"
+            "[ml2_type_flat]\nflat_networks = *\n"
+            "[ml2_type_vxlan]\nvni_ranges = 1:5000\n"
+            "[securitygroup]\nenable_security_group = True\n"
+        )
+        (run / "uwsgi.ini").write_text(
+            f"""[uwsgi]
+module = neutron.wsgi.api:application
+http-socket = 127.0.0.1:{self.api_port}
+master = true
+processes = 1
+threads = 4
+enable-threads = true
+lazy-apps = true
+buffer-size = 65535
+add-header = Connection: close
+die-on-term = true
+need-app = true
+worker-reload-mercy = 5
+env = OS_NEUTRON_CONFIG_DIR={run}
+env = OS_NEUTRON_CONFIG_FILES=neutron.conf;ml2_conf.ini
+pyargv = --log-file {logs}/neutron-api.log
+"""
+        )
+
+    def _config_args(self) -> list[str]:
+        return ["--config-file", str(self.neutron_conf), "--config-file", str(self.run_dir / "ml2_conf.ini")]
+
+    def _load_database(self) -> None:
+        schema = self.cache / f"schema-{self._requirements_hash()}.sql"
+        self._mysql(
+            f"DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4;",
+            "create the database",
+        )
+        if schema.exists():
+            with schema.open() as fh:
+                proc = subprocess.run(
+                    ["mysql", "-uroot", DATABASE], stdin=fh, capture_output=True, text=True, check=False
+                )
+            if proc.returncode == 0:
+                return
+            logger.warning("rig: cached schema did not load (%s); migrating", proc.stderr[-300:])
+            schema.unlink()
+            self._mysql(f"DROP DATABASE {DATABASE}; CREATE DATABASE {DATABASE};", "recreate db")
+        with (self.logs / "db-manage.log").open("w") as log:
+            rc = subprocess.run(
+                [self._bin("neutron-db-manage"), *self._config_args(), "upgrade", "heads"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            ).returncode
+        if rc != 0:
+            raise RigError(f"neutron-db-manage upgrade heads failed, see {self.logs}/db-manage.log")
+        dump = _run(["mysqldump", "-uroot", "--skip-comments", DATABASE], "mysqldump")
+        tmp = schema.with_suffix(".tmp")
+        tmp.write_text(dump.stdout)
+        tmp.replace(schema)
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.logs / f"{name}.out").open("ab")
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.run_dir,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        self.pids[name] = proc.pid
+        self._save()
+
+    def _start_processes(self) -> None:
+        env = {"PYTHONUNBUFFERED": "1"}
+        self._spawn("rpc-server", [self._bin("neutron-rpc-server"), *self._config_args()], env)
+        self._spawn("api", [self._bin("uwsgi"), "--ini", str(self.run_dir / "uwsgi.ini")], env)
+        if self.neutron_failover:
+            self._spawn(
+                "periodic-workers", [self._bin("neutron-periodic-workers"), *self._config_args()], env
+            )
+        self._spawn(
+            "agents",
+            [
+                self._bin("python"),
+                str(FAKE_AGENTS),
+                "--config-file",
+                str(self.neutron_conf),
+                "--hosts",
+                ",".join(HOSTS),
+                "--interval",
+                str(REPORT_INTERVAL),
+                "--control-dir",
+                str(self.agents_dir),
+                "--inbox",
+                str(self.logs / "agent-inbox.jsonl"),
+            ],
+            env,
+        )
+
+        def api_up() -> bool:
+            for name in self.pids:
+                if not _alive(self.pids[name]):
+                    raise RigError(f"{name} exited; see {self.logs}/{name}.out")
+            try:
+                return requests.get(f"{self.api_url}/v2.0/networks", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until("the neutron API", api_up, 120)
+        self.wait_agents_alive(120)
+
+    # -- down ----------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Stop every process we started, by PID, children too; drop the vhost."""
+        for name in ("agents", "periodic-workers", "api", "rpc-server"):
+            pid = self.pids.pop(name, None)
+            if pid is not None:
+                _stop(name, pid)
+        if self.run_dir.exists():
+            self._save()
+        if shutil.which("rabbitmqctl") and _port_open(5672):
+            subprocess.run(
+                ["rabbitmqctl", "-q", "delete_vhost", VHOST], capture_output=True, check=False
+            )
+
+
+def _stop(name: str, pid: int, grace: float = 15.0) -> None:
+    if not _alive(pid):
+        return
+    family = _descendants(pid)
+    # uWSGI (die-on-term) and oslo.service masters stop their workers on SIGTERM
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    for p in [pid, *family]:
+        if _alive(p):
+            logger.warning("rig: %s pid %d still up, SIGKILL", name, p)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def rig_up(*, neutron_failover: bool = False, keep: bool = False) -> Iterator[Rig]:
+    rig = Rig.load()
+    rig.up(neutron_failover=neutron_failover)
+    try:
+        yield rig
+    finally:
+        if not keep:
+            rig.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.peer.rig", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="bring the rig up (reuse it if running)")
+    up.add_argument("--neutron-failover", action="store_true")
+    sub.add_parser("down", help="stop everything the rig started, by PID")
+    sub.add_parser("status", help="print the rig's URLs and PIDs")
+    ag = sub.add_parser("agent", help="steer one fake agent")
+    ag.add_argument("kind", choices=["l3", "dhcp"])
+    ag.add_argument("host")
+    ag.add_argument("mode", choices=["alive", "soft", "hard"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rig = Rig.load()
+    if args.cmd == "up":
+        try:
+            timings = rig.up(neutron_failover=args.neutron_failover)
+        except RigError as exc:
+            print(f"rig: {exc}", file=sys.stderr)
+            return 1
+        for name, seconds in timings.items():
+            print(f"  {name:<40} {seconds:6.1f}s")
+    elif args.cmd == "down":
+        rig.down()
+    elif args.cmd == "agent":
+        rig.set_agent(args.kind, args.host, args.mode)
+    if args.cmd in ("up", "status"):
+        print(f"API {rig.api_url}  AMQP {rig.amqp_url}  logs {rig.logs}")
+        print(f"PIDs {rig.pids}  running={rig.running()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
