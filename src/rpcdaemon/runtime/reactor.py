@@ -254,18 +254,24 @@ class Reactor:
             self.tick(self._clock())
         logger.info("reactor stopped")
 
+    def pump(self) -> int:
+        """Apply every input waiting in the inbox without blocking; returns how many."""
+        count = 0
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return count
+            self._apply(item)
+            count += 1
+
     def _drain(self, timeout: float) -> None:
         try:
             item = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return
         self._apply(item)
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            self._apply(item)
+        self.pump()
 
     def _apply(self, item: Heartbeat | ResourceNotification | _Connection) -> None:
         if isinstance(item, Heartbeat):

@@ -1,0 +1,1 @@
+"""Benchmarks: OURS vs the 2014 rpcdaemon pattern on the simulator (see RESULTS.md)."""

@@ -1,0 +1,233 @@
+"""The reactor, step by step on a hand-driven clock, against the simulated Neutron's HTTP API.
+
+Heartbeats are real oslo.messaging-shaped bodies run through the real codec; the API is the
+simulator's real HTTP server through the real openstacksdk adapter; the executor is real.
+Only time is ours to move, so every rule about *when* can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rpcdaemon.adapters.codec import decode
+from rpcdaemon.adapters.neutron import connect
+from rpcdaemon.core.events import BusMessage
+from rpcdaemon.core.policy import Policy
+from rpcdaemon.plugins.dhcpagent import DHCPAgentPlugin
+from rpcdaemon.plugins.l3agent import L3AgentPlugin
+from rpcdaemon.runtime.executor import Executor
+from rpcdaemon.runtime.reactor import PassReport, Reactor
+from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, Settings
+from rpcdaemon.sim import wire
+from rpcdaemon.sim.api import SimNeutronServer
+from rpcdaemon.sim.cloud import SimCloud
+from rpcdaemon.sim.resources import DHCP_AGENT, L3_AGENT
+
+ADT = 10.0
+HOSTS = ("net1", "net2", "net3")
+
+
+class Clocks:
+    """Our monotonic clock and the cloud's wall clock, moved together by hand."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall = 1_800_000_000.0
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds
+
+
+class World:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **reactor_kw: object):
+        self.clocks = Clocks()
+        self.cloud = SimCloud(agent_down_time=ADT, clock=lambda: self.clocks.wall)
+        for host in HOSTS:
+            self.cloud.add_agent(L3_AGENT, host)
+            self.cloud.add_agent(DHCP_AGENT, host)
+        self.l3 = {a["host"]: a["id"] for a in self.cloud.agents() if a["agent_type"] == L3_AGENT}
+        self.routers = [self.cloud.add_router(f"r{i}")["id"] for i in range(4)]
+        for router in self.routers:
+            self.cloud.add_router_to_agent(self.l3["net1"], router)
+        self.server = SimNeutronServer(self.cloud)
+        self.server.start()
+        clouds = tmp_path / "clouds.yaml"
+        clouds.write_text(
+            "clouds:\n  sim:\n    auth_type: none\n    auth:\n"
+            f"      endpoint: {self.server.network_url}\n"
+            f"    network_endpoint_override: {self.server.network_url}\n"
+        )
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        section = AgentPluginSettings(name="L3Agent", agent_down_time=ADT)
+        settings = Settings(
+            path="t",
+            daemon=DaemonSettings(cloud="sim"),
+            l3=section,
+            dhcp=AgentPluginSettings(name="DHCPAgent", agent_down_time=ADT),
+        )
+        neutron = connect(section, settings.daemon)
+        self.stop = threading.Event()
+        self.reports: list[PassReport] = []
+        policy = Policy(agent_down_time=ADT)
+        self.reactor = Reactor(
+            planners=[L3AgentPlugin(settings), DHCPAgentPlugin(settings)],
+            policies={L3_AGENT: policy, DHCP_AGENT: policy},
+            neutron=neutron,
+            executor=Executor(neutron, backoffs=(0.01,), stop=self.stop),
+            stop=self.stop,
+            clock=lambda: self.clocks.mono,
+            wall=lambda: self.clocks.wall,
+            resync_interval=60.0,
+            on_pass=self.reports.append,
+            **reactor_kw,  # type: ignore[arg-type]
+        )
+        self.silent: set[str] = set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.stop()
+        self.cloud.close()
+
+    def beat(self) -> None:
+        """Every agent not silenced reports: to the sim's server and, as a bus copy, to us."""
+        for agent in self.cloud.agents():
+            if agent["host"] in self.silent:
+                continue
+            self.cloud.heartbeat(agent["host"], agent["agent_type"])
+            body = wire.envelope(
+                wire.report_state(
+                    wire.agent_state_of(agent), now=self.clocks.wall, reply_q="reply_x"
+                )
+            )
+            message = decode(
+                body,
+                content_type="application/json",
+                content_encoding="utf-8",
+                exchange="neutron",
+                routing_key="q-reports-plugin",
+                properties={},
+                received_at=self.clocks.mono,
+            )
+            assert isinstance(message, BusMessage)
+            self.reactor.submit(message)
+
+    def run_for(self, seconds: float, *, step: float = 1.0) -> list[PassReport]:
+        """Heartbeats every ``step`` seconds (like report_interval), a tick after each."""
+        first = len(self.reports)
+        elapsed = 0.0
+        while elapsed < seconds:
+            self.clocks.advance(step)
+            elapsed += step
+            self.beat()
+            self.reactor.pump()
+            self.reactor.tick(self.clocks.mono)
+        return self.reports[first:]
+
+    def connect(self) -> None:
+        self.reactor.connection_changed(True)
+        self.reactor.pump()
+
+    def on(self, host: str) -> set[str]:
+        return {r for r in self.routers if self.l3[host] in self.cloud.router_agents(r)}
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    w = World(tmp_path, monkeypatch)
+    yield w
+    w.close()
+
+
+def settle(world: World) -> None:
+    """Connected, listened a full agent_down_time, start-up passes done."""
+    world.connect()
+    world.run_for(ADT + 2)
+
+
+def test_idle_ticks_make_no_api_calls(world: World) -> None:
+    settle(world)
+    world.server.calls.reset()
+    reports = world.run_for(30)
+    assert reports == [] and world.server.calls.total == 0
+    # ... until the periodic resync, which is one snapshot and nothing else.
+    world.run_for(40)
+    assert world.server.calls.total > 0
+    assert world.server.calls.get("GET", "/v2.0/agents") == 1
+    assert sum(n for (m, _), n in world.server.calls.snapshot().items() if m != "GET") == 0
+
+
+def test_a_death_starts_a_pass_at_once_and_moves_the_routers(world: World) -> None:
+    settle(world)
+    world.silent.add("net1")
+    reports = world.run_for(ADT + 2)
+    triggers = [r.trigger for r in reports]
+    assert any("agent-dead" in t for t in triggers), triggers
+    assert world.on("net1") == set()
+    assert world.on("net2") | world.on("net3") == set(world.routers)
+    # spread: 4 routers over 2 live agents
+    assert len(world.on("net2")) == len(world.on("net3")) == 2
+
+
+def test_no_death_while_the_bus_is_down_nor_in_the_window_after(world: World) -> None:
+    settle(world)
+    world.reactor.connection_changed(False)
+    world.reactor.pump()
+    world.silent.add("net1")  # net1 really dies while we are deaf
+    world.run_for(3 * ADT)
+    assert world.on("net1") == set(world.routers)  # nothing moved while disconnected
+    world.connect()
+    world.run_for(ADT - 2)
+    assert world.on("net1") == set(world.routers)  # nor while listening < agent_down_time
+    world.run_for(4)
+    assert world.on("net1") == set()  # then, dead by our clock and by the API's: moved
+
+
+def test_an_agent_the_api_calls_alive_is_not_moved(world: World) -> None:
+    settle(world)
+    # Our copy of net1's heartbeats stops (say, a binding problem), but Neutron still hears it.
+    world.silent.add("net1")
+    for _ in range(int(ADT) + 3):
+        world.clocks.advance(1)
+        world.cloud.heartbeat("net1", L3_AGENT)
+        world.cloud.heartbeat("net1", DHCP_AGENT)
+        world.beat()
+        world.reactor.pump()
+        world.reactor.tick(world.clocks.mono)
+    assert world.on("net1") == set(world.routers)
+
+
+def test_the_breaker_holds_when_most_agents_die(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    settle(world)
+    world.silent.update({"net1", "net2"})
+    with caplog.at_level(logging.ERROR, logger="rpcdaemon.runtime.reactor"):
+        world.run_for(ADT + 3)
+    assert world.on("net1") == set(world.routers)
+    assert any("breaker open" in r.getMessage() for r in caplog.records)
+    last = world.reactor.last_pass
+    assert last is not None and any(b.open for b in last.breakers)
+
+
+@pytest.mark.parametrize("mode", ["dry_run", "standby"])
+def test_dry_run_and_standby_plan_but_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    kw: dict[str, object] = {"dry_run": True} if mode == "dry_run" else {"is_leader": lambda: False}
+    world = World(tmp_path, monkeypatch, **kw)
+    try:
+        settle(world)
+        world.silent.add("net1")
+        reports = world.run_for(ADT + 2)
+        planned = [t for r in reports for p in r.plans for t in p.tasks]
+        assert planned, "a plan was made"
+        assert not any(r.executed for r in reports)
+        assert world.on("net1") == set(world.routers)
+    finally:
+        world.close()
