@@ -78,6 +78,7 @@ class Rig:
             cloud, amqp_url, report_interval=report_interval, exchange=self.exchange, seed=11
         )
         self._workdir = tempfile.mkdtemp(prefix="rpcdaemon-bench-")
+        self._saved_env: str | None = None
 
     def __enter__(self) -> Rig:
         self.server.start()
@@ -93,10 +94,15 @@ class Rig:
                 f"      endpoint: {url}\n"
                 f"    network_endpoint_override: {url}\n"
             )
+        self._saved_env = os.environ.get("OS_CLIENT_CONFIG_FILE")
         os.environ["OS_CLIENT_CONFIG_FILE"] = path
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._saved_env is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = self._saved_env
         self.bus.stop()
         self.server.stop()
         self.cloud.close()
@@ -160,6 +166,7 @@ class Daemon:
     transitions: list[tuple[float, Transition]] = field(default_factory=list)
     passes: list[tuple[float, PassReport]] = field(default_factory=list)
     actions: list[tuple[float, ActionResult]] = field(default_factory=list)
+    pass_calls: list[int] = field(default_factory=list)  # API calls so far, at each pass end
     exit_codes: list[int] = field(default_factory=list)
 
     def wait_ready(self, agent_down_time: float, timeout: float) -> None:
@@ -216,7 +223,7 @@ def start_daemon(
     hooks = app.Hooks(
         on_reactor=daemon.reactors.append,
         on_transition=lambda c: daemon.transitions.append((time.monotonic(), c)),
-        on_pass=lambda p: daemon.passes.append((time.monotonic(), p)),
+        on_pass=lambda p: _record_pass(daemon, rig, p),
         on_action=lambda a: daemon.actions.append((time.monotonic(), a)),
     )
     daemon.thread = threading.Thread(
@@ -226,6 +233,11 @@ def start_daemon(
     )
     daemon.thread.start()
     return daemon
+
+
+def _record_pass(daemon: Daemon, rig: Rig, report: PassReport) -> None:
+    daemon.pass_calls.append(rig.calls())
+    daemon.passes.append((time.monotonic(), report))
 
 
 # -- one failover measurement ----------------------------------------------------------------
@@ -291,7 +303,11 @@ def update_results(name: str, text: str, path: Path = RESULTS) -> None:
     block = f"{start}\n{text.rstrip()}\n{end}"
     old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    new = pattern.sub(lambda _m: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
+    new = (
+        pattern.sub(lambda _m: block, old)
+        if pattern.search(old)
+        else f"{old.rstrip()}\n\n{block}\n"
+    )
     path.write_text(new, encoding="utf-8")
 
 

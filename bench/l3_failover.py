@@ -166,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--routers", type=int, default=None)
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per API call")
     ap.add_argument("--amqp", default="memory://", help="broker URL (default memory://)")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="CONCURRENCY,MOVES",
+        help="also run OURS with max_concurrency,max_moves_per_pass (repeatable)",
+    )
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -173,7 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     routers = args.routers or (100 if args.quick else 1000)
     p = Params(routers=routers, latency=args.latency, amqp_url=args.amqp)
     started = time.monotonic()
-    results = [run_ours(p, DaemonTuning()), run_ours(p, TUNED), run_legacy(p)]
+    tunings = [DaemonTuning(), TUNED]
+    for item in args.also:
+        concurrency, moves = (int(x) for x in item.split(","))
+        tunings.append(DaemonTuning(max_concurrency=concurrency, max_moves_per_pass=moves))
+    results = [*(run_ours(p, t) for t in tunings), run_legacy(p)]
     text = report(p, results)
     print(text)
     print(f"\n(wall time {time.monotonic() - started:.0f}s)")

@@ -23,8 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -68,8 +67,7 @@ class Legacy2014:
     # -- the two plugins -------------------------------------------------------------------
 
     def _agents(self, agent_type: str) -> tuple[list[Any], list[Any]]:
-        agents = self._retry(lambda: list(self._net.agents(agent_type=agent_type)))
-        agents = agents or []
+        agents = self._retry(_listing, self._net.agents, agent_type=agent_type) or []
         return [a for a in agents if a.is_alive], [a for a in agents if not a.is_alive]
 
     def check_l3(self) -> None:
@@ -79,20 +77,17 @@ class Legacy2014:
             return
         hosted: dict[str, list[str]] = {}
         for agent in [*live, *down]:
-            routers = self._retry(lambda a=agent: list(self._net.agent_hosted_routers(a)))
-            hosted[agent.id] = [r.id for r in routers or []]
+            routers = self._retry(_listing, self._net.agent_hosted_routers, agent) or []
+            hosted[agent.id] = [r.id for r in routers]
         for agent in down:
             for router_id in hosted[agent.id]:
-                self._retry(
-                    lambda a=agent, r=router_id: self._net.remove_router_from_agent(a, r)
-                )
+                self._retry(self._net.remove_router_from_agent, agent, router_id)
         on_live = {r for a in live for r in hosted[a.id]}
-        routers = self._retry(lambda: list(self._net.routers())) or []
+        routers = self._retry(_listing, self._net.routers) or []
         targets = itertools.cycle(live)
         for router in routers:
             if router.id not in on_live:
-                target = next(targets)
-                self._retry(lambda a=target, r=router.id: self._net.add_router_to_agent(a, r))
+                self._retry(self._net.add_router_to_agent, next(targets), router.id)
 
     def check_dhcp(self) -> None:
         live, down = self._agents(DHCP_AGENT)
@@ -101,32 +96,24 @@ class Legacy2014:
             return
         hosted: dict[str, set[str]] = {}
         for agent in [*live, *down]:
-            networks = self._retry(
-                lambda a=agent: list(self._net.dhcp_agent_hosting_networks(a))
-            )
-            hosted[agent.id] = {n.id for n in networks or []}
+            networks = self._retry(_listing, self._net.dhcp_agent_hosting_networks, agent) or []
+            hosted[agent.id] = {n.id for n in networks}
         for agent in down:
             for network_id in sorted(hosted[agent.id]):
-                self._retry(
-                    lambda a=agent, n=network_id: self._net.remove_dhcp_agent_from_network(a, n)
-                )
+                self._retry(self._net.remove_dhcp_agent_from_network, agent, network_id)
         for agent in [*live, *down]:
             for network_id in sorted(hosted[agent.id]):
                 for target in live:
                     if network_id not in hosted[target.id]:
-                        self._retry(
-                            lambda t=target, n=network_id: self._net.add_dhcp_agent_to_network(
-                                t, n
-                            )
-                        )
+                        self._retry(self._net.add_dhcp_agent_to_network, target, network_id)
                         hosted[target.id].add(network_id)
 
     # -- the 2014 retry ----------------------------------------------------------------------
 
-    def _retry(self, fn: Callable[[], T]) -> T | None:
+    def _retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         for attempt in range(1, RETRIES + 1):
             try:
-                return fn()
+                return fn(*args, **kwargs)
             except Exception as exc:
                 self.failures += 1
                 logger.warning("attempt %d failed: %s", attempt, exc)
@@ -134,6 +121,11 @@ class Legacy2014:
                     return None
         logger.error("Retries exhausted. Continuing.")
         return None
+
+
+def _listing(fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any) -> list[Any]:
+    """Exhaust an SDK listing generator (the HTTP calls happen here, not at fn())."""
+    return list(fn(*args, **kwargs))
 
 
 def start(legacy: Legacy2014) -> threading.Thread:
@@ -145,7 +137,3 @@ def start(legacy: Legacy2014) -> threading.Thread:
 def stop(legacy: Legacy2014, thread: threading.Thread) -> None:
     legacy.stop.set()
     thread.join(30)
-
-
-def elapsed(since: float) -> float:
-    return time.monotonic() - since

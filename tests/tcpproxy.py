@@ -103,16 +103,18 @@ class TcpProxy:
                         logger.info("tcpproxy %d: cut, %d connection(s) closed", self.port, count)
                         self._closed_all.set()
                     for key, _ in sel.select(timeout=_TICK):
-                        sock = key.fileobj
-                        if sock is self._server:
+                        ready = key.fileobj
+                        if ready is self._server:
                             self._accept(sel, peers)
-                        elif isinstance(sock, socket.socket):
-                            self._pump(sel, peers, sock)
+                        elif isinstance(ready, socket.socket):
+                            self._pump(sel, peers, ready)
             finally:
                 for sock in list(peers):
                     self._drop(sel, peers, sock)
 
-    def _accept(self, sel: selectors.BaseSelector, peers: dict[socket.socket, socket.socket]) -> None:
+    def _accept(
+        self, sel: selectors.BaseSelector, peers: dict[socket.socket, socket.socket]
+    ) -> None:
         try:
             client, _ = self._server.accept()
         except BlockingIOError:

@@ -182,6 +182,18 @@ def table(cloud: SimCloud, dead_hosts: set[str]) -> list[str]:
     return rows
 
 
+def _delete_exchange(url: str, name: str) -> None:
+    """Remove the demo's private exchange from a real broker on the way out."""
+    import kombu
+
+    kombu_: Any = kombu  # untyped
+    try:
+        with kombu_.Connection(url, connect_timeout=5) as conn:
+            kombu_.Exchange(name, type="topic")(conn.default_channel).delete()
+    except Exception as exc:  # best effort: the demo's result does not depend on it
+        logger.warning("could not delete the demo exchange %s: %s", name, exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     out = None if args.json else sys.stdout
@@ -315,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
         daemon.join(10)
         bus.stop()
+        if exchange != "neutron":
+            _delete_exchange(args.amqp, exchange)
         server.stop()
         cloud.close()
     rows = table(cloud, dead_hosts)

@@ -44,4 +44,3 @@ def broker_proxy(amqp_url: str) -> Iterator[TcpProxy]:
     parts = urllib.parse.urlsplit(amqp_url)
     with TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672)) as proxy:
         yield proxy
-

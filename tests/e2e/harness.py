@@ -55,10 +55,12 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, step: float
         time.sleep(step)
 
 
-def measure(name: str, seconds: float, **extra: object) -> None:
-    """Print a measured number (run pytest with -s to see them)."""
-    details = " ".join(f"{k}={v}" for k, v in extra.items())
-    print(f"\nE2E-MEASURE {name} {seconds:.2f}s {details}".rstrip(), flush=True)
+def measure(name: str, seconds: float | None = None, **extra: object) -> None:
+    """Print measured numbers (run pytest with -s to see them)."""
+    items = ([f"{seconds:.2f}s"] if seconds is not None else []) + [
+        f"{k}={v}" for k, v in extra.items()
+    ]
+    print(f"\nE2E-MEASURE {name} {' '.join(items)}", flush=True)
 
 
 class RecordingCloud(SimCloud):
@@ -323,10 +325,14 @@ class Rig:
         return set(self.cloud.networks_on(agent_id))
 
     def router_hosts(self) -> dict[str, set[str]]:
-        return {str(r["id"]): set(self.cloud.router_agents(str(r["id"]))) for r in self.cloud.routers()}
+        return {
+            str(r["id"]): set(self.cloud.router_agents(str(r["id"]))) for r in self.cloud.routers()
+        }
 
     def dhcp_network_ids(self) -> set[str]:
-        return {str(n["id"]) for n in self.cloud.networks() if self.cloud.is_dhcp_network(str(n["id"]))}
+        return {
+            str(n["id"]) for n in self.cloud.networks() if self.cloud.is_dhcp_network(str(n["id"]))
+        }
 
     def busiest_l3(self) -> str:
         return max(self.l3_ids(), key=lambda a: (len(self.routers_on(a)), a))
@@ -338,9 +344,7 @@ class Rig:
 
     def every_dhcp_network_on(self, agents: Iterable[str]) -> bool:
         wanted = set(agents)
-        return all(
-            set(self.cloud.network_agents(n)) >= wanted for n in self.dhcp_network_ids()
-        )
+        return all(set(self.cloud.network_agents(n)) >= wanted for n in self.dhcp_network_ids())
 
     def calls(self, *keys: tuple[str, str]) -> int:
         return sum(self.server.calls.get(method, template) for method, template in keys)

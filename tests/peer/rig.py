@@ -89,6 +89,15 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -185,13 +194,19 @@ class Rig:
             rig.pids = {k: int(v) for k, v in state["pids"].items()}
         return rig
 
+    def ours(self, pid: int) -> bool:
+        """A live process started from this rig's venv (a recycled PID is not ours)."""
+        return _alive(pid) and str(self.venv) in _cmdline(pid)
+
     def running(self) -> bool:
         names = {"rpc-server", "api", "agents"}
-        return names <= set(self.pids) and all(_alive(self.pids[n]) for n in names)
+        return names <= set(self.pids) and all(self.ours(self.pids[n]) for n in names)
 
     # -- the REST API --------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 120
+    ) -> tuple[int, Any]:
         resp = requests.request(
             method,
             f"{self.api_url}/v2.0{path}",
@@ -229,9 +244,14 @@ class Rig:
             tmp.write_text(mode)
             tmp.replace(path)
 
+    def last_heartbeat(self, kind: str, host: str) -> float:
+        """Wall-clock time of the agent's last heartbeat that neutron-server answered."""
+        return float((self.agents_dir / "beats" / f"{kind}-{host}").read_text())
+
     def revive_all(self, timeout: float = 60) -> None:
         for path in self.agents_dir.glob("*-*"):
-            path.unlink()
+            if path.is_file():
+                path.unlink()
         self.wait_agents_alive(timeout)
 
     def wait_agents_alive(self, timeout: float = 60) -> None:
@@ -265,8 +285,9 @@ class Rig:
         self.neutron_failover = neutron_failover
         for d in (self.logs, self.agents_dir, self.run_dir / "lock"):
             d.mkdir(parents=True, exist_ok=True)
-        for stale in self.agents_dir.iterdir():
-            stale.unlink()
+        for stale in self.agents_dir.glob("*-*"):
+            if stale.is_file():
+                stale.unlink()
         self._step("packages", self._ensure_packages)
         self._step("rabbitmq + vhost", self._ensure_rabbitmq)
         self._step("mariadb", self._ensure_mariadb)
@@ -291,7 +312,10 @@ class Rig:
     def _ensure_packages(self) -> None:
         missing = [
             pkg
-            for pkg, probe in (("mariadb-server", "mysqld_safe"), ("rabbitmq-server", "rabbitmqctl"))
+            for pkg, probe in (
+                ("mariadb-server", "mysqld_safe"),
+                ("rabbitmq-server", "rabbitmqctl"),
+            )
             if shutil.which(probe) is None
         ]
         if not missing:
@@ -394,6 +418,8 @@ rpc_state_report_workers = 0
 notify_nova_on_port_status_changes = False
 notify_nova_on_port_data_changes = False
 rpc_response_timeout = 10
+# a test rig: stop fast (oslo.service waits this long for its workers)
+graceful_shutdown_timeout = 2
 
 [agent]
 report_interval = {REPORT_INTERVAL}
@@ -443,7 +469,12 @@ pyargv = --log-file {logs}/neutron-api.log
         )
 
     def _config_args(self) -> list[str]:
-        return ["--config-file", str(self.neutron_conf), "--config-file", str(self.run_dir / "ml2_conf.ini")]
+        return [
+            "--config-file",
+            str(self.neutron_conf),
+            "--config-file",
+            str(self.run_dir / "ml2_conf.ini"),
+        ]
 
     def _load_database(self) -> None:
         schema = self.cache / f"schema-{self._requirements_hash()}.sql"
@@ -454,7 +485,11 @@ pyargv = --log-file {logs}/neutron-api.log
         if schema.exists():
             with schema.open() as fh:
                 proc = subprocess.run(
-                    ["mysql", "-uroot", DATABASE], stdin=fh, capture_output=True, text=True, check=False
+                    ["mysql", "-uroot", DATABASE],
+                    stdin=fh,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
             if proc.returncode == 0:
                 return
@@ -495,7 +530,9 @@ pyargv = --log-file {logs}/neutron-api.log
         self._spawn("api", [self._bin("uwsgi"), "--ini", str(self.run_dir / "uwsgi.ini")], env)
         if self.neutron_failover:
             self._spawn(
-                "periodic-workers", [self._bin("neutron-periodic-workers"), *self._config_args()], env
+                "periodic-workers",
+                [self._bin("neutron-periodic-workers"), *self._config_args()],
+                env,
             )
         self._spawn(
             "agents",
@@ -518,7 +555,7 @@ pyargv = --log-file {logs}/neutron-api.log
 
         def api_up() -> bool:
             for name in self.pids:
-                if not _alive(self.pids[name]):
+                if not self.ours(self.pids[name]):
                     raise RigError(f"{name} exited; see {self.logs}/{name}.out")
             try:
                 return requests.get(f"{self.api_url}/v2.0/networks", timeout=5).status_code == 200
@@ -534,7 +571,7 @@ pyargv = --log-file {logs}/neutron-api.log
         """Stop every process we started, by PID, children too; drop the vhost."""
         for name in ("agents", "periodic-workers", "api", "rpc-server"):
             pid = self.pids.pop(name, None)
-            if pid is not None:
+            if pid is not None and self.ours(pid):
                 _stop(name, pid)
         if self.run_dir.exists():
             self._save()

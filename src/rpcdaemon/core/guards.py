@@ -3,7 +3,9 @@
 * **Circuit breaker**: when more than ``policy.max_dead_fraction`` of the agents of one
   type are DEAD at once, the likelier story is a broken bus or partition, not a mass
   failure (neutron bug 1461714): every task is dropped and ``Plan.held`` says so loudly.
-  :func:`breaker_state` gives the same numbers for a metric.
+  :func:`breaker_state` gives the same numbers for a metric. The reactor checks the breaker
+  once more before executing, counting agents already overdue but not yet declared
+  (``LivenessModel.overdue``): deaths at one moment are declared over a report_interval.
 * **Cap**: at most ``policy.max_moves_per_pass`` tasks per pass, in the planner's order
   (planners put the tasks that restore service first); the rest wait for the next pass,
   which re-plans from fresh state.

@@ -337,6 +337,27 @@ class LivenessModel:
             result[agent.id] = combine(heartbeat, agent, policy)
         return result
 
+    def overdue(
+        self, view: ClusterView, now: float, policy: Policy, bus: BusState, *, agent_type: str
+    ) -> frozenset[AgentId]:
+        """Agents of ``agent_type`` in ``view`` still alive by our clock but more than half
+        way from their last heartbeat to their deadline, while we can judge (connected, a
+        full window listened). Agents that stop together are declared dead up to one
+        ``report_interval`` apart (Neutron wants it <= agent_down_time / 2): at the first
+        declaration, the others are in this set, and the circuit breaker counts them."""
+        if not bus.connected or bus.listened_for(now) < policy.agent_down_time:
+            return frozenset()
+        hosted = hosted_network_counts(view)
+        found: set[AgentId] = set()
+        for agent in view.agents_of_type(agent_type):
+            record = self._records.get(AgentKey.of(agent))
+            if record is None:
+                continue
+            due = deadline(record, policy, hosted_networks=hosted.get(agent.id, 0))
+            if due - policy.agent_down_time / 2 < now <= due:
+                found.add(agent.id)
+        return frozenset(found)
+
     def verdicts(
         self, view: ClusterView, now: float, policy: Policy, bus: BusState
     ) -> dict[AgentId, Liveness]:

@@ -5,7 +5,7 @@ bus connect/disconnect changes). Every ``check_interval`` the model is evaluated
 monotonic clock; a pass (one Neutron snapshot shared by every planner, a plan per planner,
 the gates, the executor) runs:
 
-* at once when an agent is declared dead (not at the next resync);
+* at once when an agent is declared dead, or comes back from dead (not at the next resync);
 * when a DHCP-relevant notification arrives (network/subnet create, update, delete);
 * every ``resync_interval`` (covers clouds without notifications and missed events);
 * shortly after a pass that changed something or left work behind (until converged);
@@ -241,7 +241,7 @@ class Reactor:
 
     def run(self) -> None:
         logger.info(
-            "reactor started: planners %s, check every %.1fs, resync every %.0fs%s",
+            "reactor started: planners %s, check every %gs, resync every %gs%s",
             ", ".join(p.name for p in self._planners) or "none",
             self._check_interval,
             self._resync_interval,
@@ -318,6 +318,10 @@ class Reactor:
                     self._dead_keys.add(change.key)
                     self._triggers.add("agent-dead")
                 else:
+                    if change.new is Liveness.ALIVE and change.old is Liveness.DEAD:
+                        # a returning agent can close a breaker or take work back: plan now,
+                        # not at the next resync
+                        self._triggers.add("agent-back")
                     self._dead_keys.discard(change.key)
         if now >= self._next_resync:
             self._triggers.add("resync")
@@ -379,6 +383,7 @@ class Reactor:
         breakers: list[BreakerState] = []
         verdicts: dict[AgentId, Liveness] = {}
         executed = False
+        held_for_overdue = False
         try:
             for planner in self._planners:
                 policy = self._policies[planner.agent_type]
@@ -386,12 +391,25 @@ class Reactor:
                 verdicts.update(
                     (a.id, theirs[a.id]) for a in view.agents_of_type(planner.agent_type)
                 )
-                breakers.append(
-                    breaker_state(
-                        view=view, verdicts=theirs, policy=policy, agent_type=planner.agent_type
-                    )
+                # Agents that die together are declared dead up to one report_interval
+                # apart: the breaker also counts those already overdue, or it would let
+                # the first of them be evacuated before it opens.
+                overdue = self.model.overdue(
+                    view, now, policy, self._bus, agent_type=planner.agent_type
                 )
+                counted = {**theirs, **dict.fromkeys(overdue, Liveness.DEAD)}
+                breaker = breaker_state(
+                    view=view, verdicts=counted, policy=policy, agent_type=planner.agent_type
+                )
+                breakers.append(breaker)
                 plan = planner.plan(view, theirs, policy, now)
+                if breaker.open and plan.tasks:
+                    note = (
+                        f"{breaker.describe()} ({len(overdue)} of them overdue, not yet "
+                        f"declared): acting on none of them ({len(plan.tasks)} task(s) dropped)"
+                    )
+                    plan = Plan(plan.plugin, (), (note, *plan.held))
+                    held_for_overdue = True
                 plans.append(plan)
                 if self._on_plan is not None:
                     self._on_plan(plan)
@@ -412,7 +430,7 @@ class Reactor:
         self._next_resync = now + self._resync_interval
         unfinished = any(r.outcome is Outcome.FAILED for r in results)
         capped = any("max_moves_per_pass" in n for p in plans for n in p.held)
-        if executed or unfinished or capped:
+        if executed or unfinished or capped or held_for_overdue:
             self._next_follow_up = self._clock() + FOLLOW_UP_DELAY
         elif self._awaiting_confirmation(view, verdicts):
             # Dead by our clock, not yet by the API's: look again soon, backing off.

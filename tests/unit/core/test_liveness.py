@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rpcdaemon.core.ids import AgentType, Host, Liveness
+from rpcdaemon.core.ids import AgentId, AgentType, Host, Liveness
 from rpcdaemon.core.liveness import (
     AgentKey,
     BusState,
@@ -15,6 +15,7 @@ from rpcdaemon.core.liveness import (
     parse_agent_time,
 )
 from rpcdaemon.core.policy import Policy
+from rpcdaemon.core.view import ClusterView
 from rpcdaemon.testing import (
     DISCONNECTED,
     listening,
@@ -356,3 +357,52 @@ def test_dead_needs_the_api_to_agree_when_confirming(
         assert verdict is ALIVE
     else:
         assert verdict is (UNKNOWN if api_alive else DEAD)
+
+
+# -- overdue: agents that stopped with the one just declared dead ------------------------
+
+
+def _model_with(last_seen: dict[str, float]) -> tuple[LivenessModel, ClusterView]:
+    model = LivenessModel()
+    for host, at in last_seen.items():
+        model.observe(make_heartbeat(host=host, received_at=at), policy=Policy(DOWN))
+    view = make_view(agents=[make_agent(h, host=h) for h in last_seen])
+    return model, view
+
+
+def test_overdue_lists_agents_past_half_their_deadline_but_not_yet_dead() -> None:
+    policy = Policy(agent_down_time=DOWN)
+    model, view = _model_with(
+        {
+            "fresh": NOW - 10.0,  # heard recently
+            "late": NOW - 50.0,  # > DOWN/2 without a word: stopped with the others?
+            "dead": NOW - 100.0,  # past the deadline: DEAD, not "overdue"
+        }
+    )
+    overdue = model.overdue(view, NOW, policy, listening(since=0.0), agent_type=AgentType.L3.value)
+    assert overdue == frozenset({AgentId("late")})
+
+
+@pytest.mark.parametrize("bus", [DISCONNECTED, listening(since=NOW - 40.0)], ids=["down", "window"])
+def test_overdue_is_empty_while_we_cannot_judge(bus: BusState) -> None:
+    model, view = _model_with({"late": NOW - 50.0})
+    assert model.overdue(view, NOW, Policy(DOWN), bus, agent_type=AgentType.L3.value) == frozenset()
+
+
+def test_overdue_respects_startup_grace_and_agent_type() -> None:
+    model = LivenessModel()
+    policy = Policy(agent_down_time=DOWN, startup_grace_per_network=2.0)
+    model.observe(
+        make_heartbeat(
+            host="busy",
+            agent_type=AgentType.DHCP.value,
+            received_at=NOW - 50.0,
+            start_flag=True,
+            configurations={"networks": 100},  # 200 s of grace
+        ),
+        policy=policy,
+    )
+    view = make_view(agents=[make_dhcp_agent("busy", host="busy")])
+    bus = listening(since=0.0)
+    assert model.overdue(view, NOW, policy, bus, agent_type=AgentType.DHCP.value) == frozenset()
+    assert model.overdue(view, NOW, policy, bus, agent_type=AgentType.L3.value) == frozenset()
