@@ -47,6 +47,7 @@ class DaemonSettings:
     dry_run: bool = False
     max_concurrency: int = 8
     resync_interval: float = 60.0
+    full_resync_interval: float = 1800.0  # read every binding at least this often
     metrics_address: str | None = None  # "host:port" for /metrics and /healthz; None = off
     coordination_url: str | None = None  # tooz backend URL; None = single instance
     reconnect_max_backoff: float = 30.0

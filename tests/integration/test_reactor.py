@@ -155,11 +155,39 @@ def test_idle_ticks_make_no_api_calls(world: World) -> None:
     world.server.calls.reset()
     reports = world.run_for(30)
     assert reports == [] and world.server.calls.total == 0
-    # ... until the periodic resync, which is one snapshot and nothing else.
+    # ... until the periodic resync: agents, routers, networks, subnets (4 calls), and no
+    # per-agent binding listings, because nothing changed.
     world.run_for(40)
-    assert world.server.calls.total > 0
-    assert world.server.calls.get("GET", "/v2.0/agents") == 1
-    assert sum(n for (m, _), n in world.server.calls.snapshot().items() if m != "GET") == 0
+    calls = world.server.calls.snapshot()
+    assert sum(calls.values()) == 4, calls
+    assert {t for (_, t) in calls} == {
+        "/v2.0/agents",
+        "/v2.0/routers",
+        "/v2.0/networks",
+        "/v2.0/subnets",
+    }
+
+
+def test_a_resync_reads_the_bindings_when_something_changed(world: World) -> None:
+    settle(world)
+    world.server.calls.reset()
+    world.cloud.add_router("late")  # created without notifications, bound to nobody
+    world.run_for(70)
+    late = [r["id"] for r in world.cloud.routers() if r["name"] == "late"]
+    assert world.cloud.router_agents(late[0]), "the resync scheduled the new router"
+    calls = world.server.calls.snapshot()
+    assert calls.get(("GET", "/v2.0/agents/{agent_id}/l3-routers"), 0) >= 3
+
+
+def test_a_binding_moved_behind_our_back_is_seen_through_reported_counts(
+    world: World,
+) -> None:
+    settle(world)
+    # Someone unbinds a router from net1 by hand: no listing changes, but net1's own
+    # report of how many routers it hosts does.
+    world.cloud.remove_router_from_agent(world.l3["net1"], world.routers[0])
+    world.run_for(70)
+    assert world.cloud.router_agents(world.routers[0]), "rescheduled at the resync"
 
 
 def test_a_death_starts_a_pass_at_once_and_moves_the_routers(world: World) -> None:

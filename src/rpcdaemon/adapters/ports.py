@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from rpcdaemon.core.ids import AgentId, NetworkId, RouterId
-from rpcdaemon.core.view import AgentInfo, ClusterView
+from rpcdaemon.core.view import AgentInfo, ClusterView, Inventory
 
 
 class NeutronPort(Protocol):
@@ -19,6 +19,10 @@ class NeutronPort(Protocol):
 
     def snapshot(self, *, routers: bool = True, networks: bool = True) -> ClusterView:
         """Agents + routers/networks + bindings in O(agents) calls."""
+        ...
+
+    def inventory(self, *, routers: bool = True, networks: bool = True) -> Inventory:
+        """Agents, routers, networks without bindings: a constant number of calls."""
         ...
 
     def get_agent(self, agent_id: AgentId) -> AgentInfo | None: ...

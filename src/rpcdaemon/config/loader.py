@@ -104,6 +104,7 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
         dry_run=dry_run or value(o.DAEMON, "dry_run"),
         max_concurrency=value(o.DAEMON, "max_concurrency"),
         resync_interval=value(o.DAEMON, "resync_interval"),
+        full_resync_interval=value(o.DAEMON, "full_resync_interval"),
         metrics_address=value(o.DAEMON, "metrics_address"),
         coordination_url=value(o.DAEMON, "coordination_url"),
         reconnect_max_backoff=value(o.DAEMON, "reconnect_max_backoff"),

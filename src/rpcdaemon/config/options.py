@@ -146,7 +146,17 @@ OPTIONS: tuple[Option, ...] = (
         "resync_interval",
         Kind.POS_FLOAT,
         "60",
-        "Seconds between full re-reads of the Neutron API state, whatever the bus says.",
+        "Seconds between resyncs with the Neutron API, whatever the bus says. A resync first "
+        "reads agents, routers and networks (4 calls); the per-agent bindings are read only "
+        "if something changed, or every full_resync_interval.",
+        (DAEMON,),
+    ),
+    Option(
+        "full_resync_interval",
+        Kind.POS_FLOAT,
+        "1800",
+        "Seconds between resyncs that read every binding even when nothing seems to have "
+        "changed (a backstop for changes no listing or heartbeat shows).",
         (DAEMON,),
     ),
     Option(

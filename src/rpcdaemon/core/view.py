@@ -64,3 +64,53 @@ class ClusterView:
 
     def networks_on(self, agent_id: AgentId) -> frozenset[NetworkId]:
         return frozenset(n for n, agents in self.network_bindings.items() if agent_id in agents)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a cheap resync reads: agents, routers and networks, without the bindings."""
+
+    agents: Mapping[AgentId, AgentInfo]
+    routers: Mapping[RouterId, RouterInfo] = field(default_factory=dict)
+    networks: Mapping[NetworkId, NetworkInfo] = field(default_factory=dict)
+
+
+def _agent_state(a: AgentInfo) -> tuple[str, str, bool, bool]:
+    return (a.agent_type, a.host, a.admin_state_up, a.alive)
+
+
+def what_changed(
+    view: ClusterView,
+    inventory: Inventory,
+    reported: Mapping[AgentId, int],
+) -> str | None:
+    """Why ``view`` no longer describes the cloud, or None when nothing we can see changed.
+
+    Compared: agents (set, type, host, admin state, API alive flag), routers (set and the
+    fields placement reads), networks (set, DHCP enabled, AZ hints), and ``reported``: for
+    agents whose heartbeat arrived after ``view`` was taken, the number of routers (L3) or
+    networks (DHCP) the agent itself reports hosting, against the bindings in ``view``.
+    Bindings moved by someone else change those counts within one report_interval.
+    """
+    if view.agents.keys() != inventory.agents.keys():
+        return "agents added or deleted"
+    for agent_id, agent in inventory.agents.items():
+        if _agent_state(agent) != _agent_state(view.agents[agent_id]):
+            return f"agent {agent_id} changed (admin state or alive flag)"
+    if view.routers != inventory.routers:
+        return "routers created, deleted or changed"
+    if view.networks != inventory.networks:
+        return "networks created, deleted or changed"
+    for agent_id, count in reported.items():
+        known = view.agents.get(agent_id)
+        if known is None:
+            continue
+        if known.agent_type == "L3 agent":
+            hosted = len(view.routers_on(agent_id))
+        elif known.agent_type == "DHCP agent":
+            hosted = len(view.networks_on(agent_id))
+        else:
+            continue
+        if hosted != count:
+            return f"agent {agent_id} reports {count} hosted, the bindings say {hosted}"
+    return None

@@ -122,6 +122,7 @@ def run(
         dry_run=settings.daemon.dry_run,
         check_interval=settings.daemon.check_interval,
         resync_interval=settings.daemon.resync_interval,
+        full_resync_interval=settings.daemon.full_resync_interval,
         on_pass=_chain(tracker.on_pass, hooks.on_pass),
         on_transition=_chain(tracker.on_transition, hooks.on_transition),
         on_plan=hooks.on_plan,

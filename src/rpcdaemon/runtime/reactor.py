@@ -7,7 +7,11 @@ the gates, the executor) runs:
 
 * at once when an agent is declared dead, or comes back from dead (not at the next resync);
 * when a DHCP-relevant notification arrives (network/subnet create, update, delete);
-* every ``resync_interval`` (covers clouds without notifications and missed events);
+* every ``resync_interval`` (covers clouds without notifications and missed events): first
+  a cheap read of agents, routers and networks (a constant number of calls); the bindings
+  (one call per agent) only when that read, or the hosted counts agents report on the bus,
+  differ from the last snapshot, and at least every ``full_resync_interval``;
+* at once when an agent never seen before starts reporting (a replacement node);
 * shortly after a pass that changed something or left work behind (until converged);
 * at start.
 
@@ -36,7 +40,7 @@ from rpcdaemon.core.ids import AgentId, Liveness
 from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel, Transition
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.status import StatusSnapshot
-from rpcdaemon.core.view import ClusterView
+from rpcdaemon.core.view import ClusterView, what_changed
 from rpcdaemon.plugins.base import Planner
 from rpcdaemon.runtime.executor import Executor, Outcome, TaskResult
 
@@ -96,6 +100,7 @@ class Reactor:
         dry_run: bool = False,
         check_interval: float = 1.0,
         resync_interval: float = 60.0,
+        full_resync_interval: float = 1800.0,
         on_pass: Callable[[PassReport], None] | None = None,
         on_transition: Callable[[Transition], None] | None = None,
         on_plan: Callable[[Plan], None] | None = None,
@@ -113,6 +118,8 @@ class Reactor:
         self._dry_run = dry_run
         self._check_interval = check_interval
         self._resync_interval = resync_interval
+        self._full_resync_interval = full_resync_interval
+        self._last_full: float | None = None  # when the last full snapshot was taken
         self._on_pass = on_pass
         self._on_transition = on_transition
         self._on_plan = on_plan
@@ -248,7 +255,10 @@ class Reactor:
             " (dry run)" if self._dry_run else "",
         )
         while not self._stop.is_set():
-            self._drain(self._check_interval)
+            wait = self._check_interval
+            if self._next_follow_up is not None:
+                wait = max(0.0, min(wait, self._next_follow_up - self._clock()))
+            self._drain(wait)
             if self._stop.is_set():
                 break
             self.tick(self._clock())
@@ -312,8 +322,20 @@ class Reactor:
             changes = self.model.evaluate(
                 now, self._policies[agent_type], self._bus, agent_type=agent_type, expected=expected
             )
+            known = (
+                {AgentKey.of(a) for a in self._view.agents.values()}
+                if self._view is not None
+                else None
+            )
             for change in changes:
                 self._log_transition(change)
+                if (
+                    change.new is Liveness.ALIVE
+                    and change.old is Liveness.UNKNOWN
+                    and known is not None
+                    and change.key not in known
+                ):
+                    self._triggers.add("agent-new")  # e.g. a replacement DHCP agent: fill it now
                 if change.new is Liveness.DEAD:
                     self._dead_keys.add(change.key)
                     self._triggers.add("agent-dead")
@@ -328,6 +350,10 @@ class Reactor:
         if self._next_follow_up is not None and now >= self._next_follow_up:
             self._triggers.add("follow-up")
         if not self._triggers:
+            return None
+        if self._triggers == {"resync"} and self._nothing_changed(now):
+            self._triggers.clear()
+            self._next_resync = now + self._resync_interval
             return None
         trigger = ",".join(sorted(self._triggers))
         self._triggers.clear()
@@ -376,6 +402,7 @@ class Reactor:
             return self._failed(trigger, started, now, f"snapshot failed: {exc}", exc)
         self._last_api_success = self._clock()
         self._view = view
+        self._last_full = now
         self._pass_started = started
         self._keys_by_id = {a.id: AgentKey.of(a) for a in view.agents.values()}
         plans: list[Plan] = []
@@ -430,7 +457,9 @@ class Reactor:
         self._next_resync = now + self._resync_interval
         unfinished = any(r.outcome is Outcome.FAILED for r in results)
         capped = any("max_moves_per_pass" in n for p in plans for n in p.held)
-        if executed or unfinished or capped or held_for_overdue:
+        if capped:
+            self._next_follow_up = self._clock()  # the rest of the work: no reason to wait
+        elif executed or unfinished or held_for_overdue:
             self._next_follow_up = self._clock() + FOLLOW_UP_DELAY
         elif self._awaiting_confirmation(view, verdicts):
             # Dead by our clock, not yet by the API's: look again soon, backing off.
@@ -461,6 +490,41 @@ class Reactor:
             breakers=tuple(breakers),
             executed=executed,
         )
+
+    def _nothing_changed(self, now: float) -> bool:
+        """The cheap resync: True when a constant-cost read of agents, routers and networks,
+        plus the counts agents report on the bus, show nothing new since the last full
+        snapshot (and that is recent enough). Any doubt means False: do a full pass."""
+        view, last_full = self._view, self._last_full
+        if view is None or last_full is None:
+            return False
+        if now - last_full >= self._full_resync_interval:
+            return False
+        try:
+            inventory = self._neutron.inventory(
+                routers=any(p.agent_type == "L3 agent" for p in self._planners),
+                networks=any(p.agent_type == "DHCP agent" for p in self._planners),
+            )
+        except Exception as exc:
+            logger.debug("cheap resync failed (%s): doing a full one", exc)
+            return False
+        self._last_api_success = self._clock()
+        reported: dict[AgentId, int] = {}
+        for agent in view.agents.values():
+            record = self.model.get(AgentKey.of(agent))
+            if record is None or record.last_seen <= last_full:
+                continue
+            key = "routers" if agent.agent_type == "L3 agent" else "networks"
+            if key in record.configurations:
+                reported[agent.id] = (
+                    record.reported_routers if key == "routers" else record.reported_networks
+                )
+        reason = what_changed(view, inventory, reported)
+        if reason is None:
+            logger.debug("resync: nothing changed since the last full snapshot")
+            return True
+        logger.info("resync: %s; reading the bindings", reason)
+        return False
 
     def _awaiting_confirmation(
         self, view: ClusterView, verdicts: Mapping[AgentId, Liveness]
