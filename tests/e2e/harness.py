@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from rpcdaemon.sim.agents import SimBus
 from rpcdaemon.sim.api import SimNeutronServer
@@ -395,3 +397,70 @@ def proxy_url(proxy: TcpProxy, amqp_url: str) -> str:
     return urllib.parse.urlunsplit(
         (parts.scheme, f"{userinfo}@127.0.0.1:{proxy.port}", parts.path, "", "")
     )
+
+
+# -- several daemons on one rig, and their metrics endpoint ---------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the daemon binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_daemon_in(
+    rig: Rig, name: str, *, args: Sequence[str] = (), **config: Any
+) -> DaemonProcess:
+    """Like ``Rig.start_daemon``, but with its own directory ``rig.dir / name`` (its own
+    rpcdaemon.conf, log and working directory), so several daemons can share one rig.
+    neutron.conf and clouds.yaml stay shared in ``rig.dir``."""
+    directory = rig.dir / name
+    directory.mkdir()
+    config_path = directory / "rpcdaemon.conf"
+    config_path.write_text(rig.write_configs(**config).read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["OS_CLIENT_CONFIG_FILE"] = str(rig.dir / "clouds.yaml")
+    env["PYTHONUNBUFFERED"] = "1"
+    daemon = DaemonProcess(directory, config_path, env, args)
+    rig.daemons.append(daemon)
+    return daemon
+
+
+class MetricsEndpoint:
+    """A client of a daemon's ``metrics_address``: /metrics parsed, /healthz, /readyz."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.base = f"http://{host}:{port}"
+        self.http = requests.Session()
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(f"{self.base}{path}", timeout=10)
+
+    def answers(self) -> bool:
+        try:
+            return self.get("/healthz").status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        response = self.get("/metrics")
+        response.raise_for_status()
+        return [
+            (sample.name, dict(sample.labels), float(sample.value))
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        ]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The sum of the samples called ``name`` whose labels include ``labels``;
+        None if there is no such sample."""
+        found = [
+            value
+            for sample, have, value in self.samples()
+            if sample == name and all(have.get(k) == v for k, v in labels.items())
+        ]
+        return sum(found) if found else None
+
+    def close(self) -> None:
+        self.http.close()
