@@ -117,6 +117,9 @@ def configure(settings: Settings, *, stream: bool | None = None) -> LogHandle:
     logging.getLogger(_ROOT).setLevel(level)
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
+    # tooz logs a lost lock with a full traceback at WARNING, and again at ERROR on release;
+    # rpcdaemon.adapters.coordination reports the step-down itself, in one line.
+    logging.getLogger("tooz").setLevel(max(level, logging.CRITICAL))
     for plugin_name, plugin_level in _plugin_levels(settings).items():
         for name in plugin_logger_names(plugin_name):
             logging.getLogger(name).setLevel(plugin_level)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from rpcdaemon.adapters import neutron as neutron_adapter
 from rpcdaemon.adapters.codec import CodecStats
-from rpcdaemon.adapters.coordination import Elector, LeaderElector, SingleInstance
+from rpcdaemon.adapters.coordination import Elector, elector_from_settings
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan, Verb
 from rpcdaemon.core.events import BusMessage, Heartbeat
@@ -90,11 +90,7 @@ def run(
     prom = CollectorRegistry()
     codec_stats = CodecStats()
     holder: dict[str, Reactor] = {}
-    elector: Elector = (
-        LeaderElector(settings.daemon.coordination_url)
-        if settings.daemon.coordination_url
-        else SingleInstance()
-    )
+    elector: Elector = elector_from_settings(settings.daemon)
 
     def status() -> StatusSnapshot:
         return holder["reactor"].status(
