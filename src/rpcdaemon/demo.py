@@ -29,7 +29,8 @@ from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import Transition
 from rpcdaemon.runtime import app
 from rpcdaemon.runtime.executor import ActionResult, Outcome
-from rpcdaemon.runtime.reactor import PassReport, Reactor
+from rpcdaemon.runtime.reactor import Reactor
+from rpcdaemon.runtime.report import PassReport
 from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, Settings
 from rpcdaemon.sim.agents import SimBus
 from rpcdaemon.sim.api import SimNeutronServer

@@ -21,7 +21,8 @@ from rpcdaemon.core.policy import Policy
 from rpcdaemon.plugins.dhcpagent import DHCPAgentPlugin
 from rpcdaemon.plugins.l3agent import L3AgentPlugin
 from rpcdaemon.runtime.executor import Executor
-from rpcdaemon.runtime.reactor import PassReport, Reactor
+from rpcdaemon.runtime.reactor import Reactor
+from rpcdaemon.runtime.report import PassReport
 from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, Settings
 from rpcdaemon.sim import wire
 from rpcdaemon.sim.api import SimNeutronServer
@@ -235,7 +236,7 @@ def test_the_breaker_holds_when_most_agents_die(
 ) -> None:
     settle(world)
     world.silent.update({"net1", "net2"})
-    with caplog.at_level(logging.ERROR, logger="rpcdaemon.runtime.reactor"):
+    with caplog.at_level(logging.ERROR, logger="rpcdaemon.runtime"):
         world.run_for(ADT + 3)
     assert world.on("net1") == set(world.routers)
     assert any("breaker open" in r.getMessage() for r in caplog.records)

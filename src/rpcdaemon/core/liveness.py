@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rpcdaemon.core.events import Heartbeat
-from rpcdaemon.core.ids import AgentId, Host, Liveness
+from rpcdaemon.core.ids import AgentId, AgentType, Host, Liveness
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import AgentInfo, ClusterView
 
@@ -357,6 +357,21 @@ class LivenessModel:
             if due - policy.agent_down_time / 2 < now <= due:
                 found.add(agent.id)
         return frozenset(found)
+
+    def reported_counts(self, view: ClusterView, *, since: float) -> dict[AgentId, int]:
+        """What agents in ``view`` say they host (L3: routers, DHCP: networks), from
+        heartbeats received after ``since``: a way to notice bindings changed behind our
+        back without listing them (see ``core.view.what_changed``)."""
+        counts: dict[AgentId, int] = {}
+        for agent in view.agents.values():
+            record = self._records.get(AgentKey.of(agent))
+            if record is None or record.last_seen <= since:
+                continue
+            if agent.agent_type == AgentType.L3.value and "routers" in record.configurations:
+                counts[agent.id] = record.reported_routers
+            elif agent.agent_type == AgentType.DHCP.value and "networks" in record.configurations:
+                counts[agent.id] = record.reported_networks
+        return counts
 
     def verdicts(
         self, view: ClusterView, now: float, policy: Policy, bus: BusState

@@ -32,7 +32,8 @@ from rpcdaemon.plugins import registry
 from rpcdaemon.plugins.base import Planner, Plugin
 from rpcdaemon.runtime import services
 from rpcdaemon.runtime.executor import ActionResult, Executor
-from rpcdaemon.runtime.reactor import PassReport, Reactor
+from rpcdaemon.runtime.reactor import Reactor
+from rpcdaemon.runtime.report import PassReport
 from rpcdaemon.settings import AgentPluginSettings, Settings
 
 logger = logging.getLogger(__name__)

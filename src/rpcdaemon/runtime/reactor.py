@@ -28,14 +28,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rpcdaemon.adapters.codec import heartbeat_from, notification_from
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan
 from rpcdaemon.core.errors import RpcdaemonError
 from rpcdaemon.core.events import BusMessage, Heartbeat, ResourceNotification
-from rpcdaemon.core.guards import BreakerState, breaker_state
+from rpcdaemon.core.guards import BreakerState
 from rpcdaemon.core.ids import AgentId, Liveness
 from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel, Transition
 from rpcdaemon.core.policy import Policy
@@ -43,6 +43,8 @@ from rpcdaemon.core.status import StatusSnapshot
 from rpcdaemon.core.view import ClusterView, what_changed
 from rpcdaemon.plugins.base import Planner
 from rpcdaemon.runtime.executor import Executor, Outcome, TaskResult
+from rpcdaemon.runtime.planning import gate, plan_one
+from rpcdaemon.runtime.report import PassReport, build_status
 
 logger = logging.getLogger(__name__)
 
@@ -60,22 +62,6 @@ DHCP_EVENTS = frozenset(
 ERROR_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21, 30)
 FOLLOW_UP_DELAY = 0.5
 """Seconds between a pass that changed something and the pass that verifies it."""
-
-
-@dataclass(frozen=True)
-class PassReport:
-    """What one pass saw and did (for the demo, dry-run output, metrics and tests)."""
-
-    trigger: str
-    started: float
-    finished: float
-    view: ClusterView | None
-    plans: tuple[Plan, ...] = ()
-    results: tuple[TaskResult, ...] = ()
-    verdicts: Mapping[AgentId, Liveness] = field(default_factory=dict)
-    breakers: tuple[BreakerState, ...] = ()
-    executed: bool = False  # False: dry-run, standby, or nothing to do
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +126,7 @@ class Reactor:
         self._was_leader: bool | None = None
         self.heartbeats = 0
         self._last_tick: float | None = None
+        self._pending = 0  # tasks handed to the executor and not finished (for metrics)
         # Written by the consumer thread, read by executor threads: the latest receive time
         # per agent, so that a move stops as soon as its source agent speaks again.
         self._seen_lock = threading.Lock()
@@ -196,52 +183,17 @@ class Reactor:
         self, *, is_leader: bool, coordination_connected: bool, dry_run: bool
     ) -> StatusSnapshot:
         """Any thread: a snapshot for /metrics and /healthz, from the last pass."""
-        report = self._last_pass
-        now = self._clock()
-        agents: dict[tuple[str, str], int] = {}
-        routers_on_dead = 0
-        networks_missing = 0
-        breakers: dict[str, bool] = {}
-        if report is not None and report.view is not None:
-            view = report.view
-            for agent in view.agents.values():
-                verdict = report.verdicts.get(agent.id)
-                if verdict is None:
-                    continue
-                key = (agent.agent_type, verdict.value)
-                agents[key] = agents.get(key, 0) + 1
-            live = {a for a, v in report.verdicts.items() if v is Liveness.ALIVE}
-            routers_on_dead = sum(
-                1 for r in view.routers if not (view.router_bindings.get(r, frozenset()) & live)
-            )
-            dhcp_live = {a.id for a in view.agents_of_type("DHCP agent") if a.id in live}
-            policy = self._policies.get("DHCP agent")
-            wanted = len(dhcp_live)
-            if policy is not None and policy.dhcp_agents_per_network is not None:
-                wanted = min(wanted, policy.dhcp_agents_per_network)
-            networks_missing = sum(
-                1
-                for n, info in view.networks.items()
-                if info.dhcp_enabled
-                and len(view.network_bindings.get(n, frozenset()) & dhcp_live) < wanted
-            )
-            breakers = {b.agent_type: b.open for b in report.breakers}
-        grace = self._bus.connected and any(
-            self._bus.listened_for(now) < p.agent_down_time for p in self._policies.values()
-        )
-        return StatusSnapshot(
-            agents=agents,
-            routers_on_dead_agents=routers_on_dead,
-            networks_missing_agents=networks_missing,
-            breaker_open=breakers,
+        return build_status(
+            self._last_pass,
+            policies=self._policies,
+            bus=self._bus,
+            now=self._clock(),
+            last_tick=self._last_tick,
+            last_api_success=self._last_api_success,
+            pending=self._pending,
             is_leader=is_leader,
             coordination_connected=coordination_connected,
-            bus_connected=self._bus.connected,
             dry_run=dry_run,
-            in_grace=grace,
-            last_tick_at=self._last_tick,
-            last_pass_at=report.finished if report is not None else None,
-            last_api_success_at=self._last_api_success,
         )
 
     # -- the loop -----------------------------------------------------------------------
@@ -413,42 +365,25 @@ class Reactor:
         held_for_overdue = False
         try:
             for planner in self._planners:
-                policy = self._policies[planner.agent_type]
-                theirs = self.model.verdicts(view, now, policy, self._bus)
-                verdicts.update(
-                    (a.id, theirs[a.id]) for a in view.agents_of_type(planner.agent_type)
+                step = plan_one(
+                    planner, view, self.model, self._policies[planner.agent_type], self._bus, now
                 )
-                # Agents that die together are declared dead up to one report_interval
-                # apart: the breaker also counts those already overdue, or it would let
-                # the first of them be evacuated before it opens.
-                overdue = self.model.overdue(
-                    view, now, policy, self._bus, agent_type=planner.agent_type
-                )
-                counted = {**theirs, **dict.fromkeys(overdue, Liveness.DEAD)}
-                breaker = breaker_state(
-                    view=view, verdicts=counted, policy=policy, agent_type=planner.agent_type
-                )
-                breakers.append(breaker)
-                plan = planner.plan(view, theirs, policy, now)
-                if breaker.open and plan.tasks:
-                    note = (
-                        f"{breaker.describe()} ({len(overdue)} of them overdue, not yet "
-                        f"declared): acting on none of them ({len(plan.tasks)} task(s) dropped)"
-                    )
-                    plan = Plan(plan.plugin, (), (note, *plan.held))
-                    held_for_overdue = True
+                verdicts.update(step.verdicts)
+                breakers.append(step.breaker)
+                held_for_overdue = held_for_overdue or step.held_for_overdue
+                plan = step.plan
                 plans.append(plan)
                 if self._on_plan is not None:
                     self._on_plan(plan)
-                for note in plan.held:
-                    (logger.error if "breaker open" in note else logger.warning)(
-                        "[%s] held: %s", planner.name, note
-                    )
                 if not plan.tasks:
                     continue
-                if not self._gate(plan):
+                if not gate(plan, dry_run=self._dry_run, is_leader=self._is_leader()):
                     continue
-                outcome = self._executor.run(plan)
+                self._pending = len(plan.tasks)
+                try:
+                    outcome = self._executor.run(plan)
+                finally:
+                    self._pending = 0
                 results.extend(outcome)
                 executed = True
         except Exception as exc:
@@ -509,17 +444,7 @@ class Reactor:
             logger.debug("cheap resync failed (%s): doing a full one", exc)
             return False
         self._last_api_success = self._clock()
-        reported: dict[AgentId, int] = {}
-        for agent in view.agents.values():
-            record = self.model.get(AgentKey.of(agent))
-            if record is None or record.last_seen <= last_full:
-                continue
-            key = "routers" if agent.agent_type == "L3 agent" else "networks"
-            if key in record.configurations:
-                reported[agent.id] = (
-                    record.reported_routers if key == "routers" else record.reported_networks
-                )
-        reason = what_changed(view, inventory, reported)
+        reason = what_changed(view, inventory, self.model.reported_counts(view, since=last_full))
         if reason is None:
             logger.debug("resync: nothing changed since the last full snapshot")
             return True
@@ -533,28 +458,6 @@ class Reactor:
             AgentKey.of(a) in self._dead_keys and verdicts.get(a.id) is not Liveness.DEAD
             for a in view.agents.values()
         )
-
-    def _gate(self, plan: Plan) -> bool:
-        """Leadership and dry-run. True: execute."""
-        if self._dry_run:
-            logger.warning(
-                "[%s] dry run: %d task(s) planned, none run", plan.plugin, len(plan.tasks)
-            )
-            for task in plan.tasks:
-                for action in task.actions:
-                    logger.warning(
-                        "[%s] dry run: would %s: %s", plan.plugin, action.describe(), action.reason
-                    )
-            return False
-        if not self._is_leader():
-            logger.info(
-                "[%s] standby: the leader should run %d task(s); not acting",
-                plan.plugin,
-                len(plan.tasks),
-            )
-            return False
-        logger.info("[%s] plan: %d task(s)", plan.plugin, len(plan.tasks))
-        return True
 
     def _failed(
         self, trigger: str, started: float, now: float, message: str, exc: Exception
