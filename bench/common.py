@@ -32,6 +32,7 @@ from typing import Any
 
 import openstack
 
+from bench import legacy2014
 from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import Transition
 from rpcdaemon.runtime import app
@@ -317,3 +318,87 @@ def quiet_logs(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+Measure = Callable[["Rig", str], tuple[float, float, int, int]]
+"""Kill/replace the victim in ``rig``; return (T0, T1, calls, writes)."""
+
+
+def run_ours_failover(
+    cloud: SimCloud,
+    victim: str,
+    measure: Measure,
+    *,
+    plugin: str,
+    latency: float,
+    amqp_url: str,
+    agent_down_time: float,
+    tuning: DaemonTuning,
+) -> Failover:
+    """The real daemon (one plugin) against ``cloud``: wait until it may declare deaths,
+    then ``measure``."""
+    with Rig(cloud, latency=latency, amqp_url=amqp_url) as rig:
+        daemon = start_daemon(
+            rig, plugins=(plugin,), agent_down_time=agent_down_time, tuning=tuning
+        )
+        try:
+            daemon.wait_ready(agent_down_time, timeout=agent_down_time * 4 + 60)
+            t0, t1, calls, writes = measure(rig, victim)
+        finally:
+            daemon.close()
+        dead = daemon.declared_dead()
+    return Failover(
+        who=f"OURS, {tuning.label()}",
+        seconds=t1 - t0,
+        calls=calls,
+        writes=writes,
+        detected_after=None if dead is None else dead - t0,
+    )
+
+
+def run_legacy_failover(
+    cloud: SimCloud,
+    victim: str,
+    measure: Measure,
+    *,
+    latency: float,
+    amqp_url: str,
+    l3: bool,
+    dhcp: bool,
+) -> Failover:
+    """The 2014 call pattern against ``cloud``, already looping when ``measure`` starts."""
+    with Rig(cloud, latency=latency, amqp_url=amqp_url) as rig:
+        legacy = legacy2014.Legacy2014(rig.sdk(), l3=l3, dhcp=dhcp)
+        thread = legacy2014.start(legacy)
+        try:
+            if wait_for(lambda: legacy.ticks >= 1, 120, 0.05) is None:
+                raise BenchError("2014 pattern: no tick in 120s")
+            t0, t1, calls, writes = measure(rig, victim)
+        finally:
+            legacy2014.stop(legacy, thread)
+    return Failover("2014 pattern (sequential, 1 s tick)", t1 - t0, calls, writes)
+
+
+def failover_table(results: Sequence[Failover]) -> str:
+    """The results table, with each contender's speed-up against the 2014 pattern."""
+    legacy = next(r for r in results if r.who.startswith("2014"))
+    rows = [
+        (
+            r.who,
+            f"{r.seconds:.2f}",
+            f"{legacy.seconds / r.seconds:.1f}x" if r.seconds > 0 else "-",
+            r.calls,
+            r.writes,
+            "-" if r.detected_after is None else f"{r.detected_after:+.2f}",
+        )
+        for r in results
+    ]
+    header = (
+        "contender",
+        "seconds T0->converged",
+        "speed-up vs 2014",
+        "API calls",
+        "writes",
+        "our DEAD verdict vs T0 (s)",
+    )
+    return table(header, rows)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench import legacy2014
 from bench.common import (
     CONVERGE_POLL,
     BenchError,
@@ -26,10 +25,11 @@ from bench.common import (
     Failover,
     Rig,
     diff_counts,
+    failover_table,
     quiet_logs,
+    run_legacy_failover,
+    run_ours_failover,
     section_text,
-    start_daemon,
-    table,
     update_results,
     wait_for,
     writes_of,
@@ -94,70 +94,39 @@ def _measure(rig: Rig, victim: str, p: Params, who: str) -> tuple[float, float, 
 
 def run_ours(p: Params, tuning: DaemonTuning) -> Failover:
     cloud, victim = make_cloud(p)
-    with Rig(cloud, latency=p.latency, amqp_url=p.amqp_url) as rig:
-        daemon = start_daemon(
-            rig, plugins=("L3Agent",), agent_down_time=p.agent_down_time, tuning=tuning
-        )
-        try:
-            daemon.wait_ready(p.agent_down_time, timeout=p.agent_down_time * 4 + 30)
-            t0, t1, calls, writes = _measure(rig, victim, p, "ours")
-        finally:
-            daemon.close()
-        dead = daemon.declared_dead()
-    return Failover(
-        who=f"OURS, {tuning.label()}",
-        seconds=t1 - t0,
-        calls=calls,
-        writes=writes,
-        detected_after=None if dead is None else dead - t0,
+    return run_ours_failover(
+        cloud,
+        victim,
+        lambda rig, v: _measure(rig, v, p, "ours"),
+        plugin="L3Agent",
+        latency=p.latency,
+        amqp_url=p.amqp_url,
+        agent_down_time=p.agent_down_time,
+        tuning=tuning,
     )
 
 
 def run_legacy(p: Params) -> Failover:
     cloud, victim = make_cloud(p)
-    with Rig(cloud, latency=p.latency, amqp_url=p.amqp_url) as rig:
-        legacy = legacy2014.Legacy2014(rig.sdk(), l3=True, dhcp=False)
-        thread = legacy2014.start(legacy)
-        try:
-            # the 2014 daemon is already looping when the node dies
-            if wait_for(lambda: legacy.ticks >= 1, 60, 0.05) is None:
-                raise BenchError("2014 pattern: no tick in 60s")
-            t0, t1, calls, writes = _measure(rig, victim, p, "2014")
-        finally:
-            legacy2014.stop(legacy, thread)
-    return Failover("2014 pattern (sequential, 1 s tick)", t1 - t0, calls, writes)
+    return run_legacy_failover(
+        cloud,
+        victim,
+        lambda rig, v: _measure(rig, v, p, "2014"),
+        latency=p.latency,
+        amqp_url=p.amqp_url,
+        l3=True,
+        dhcp=False,
+    )
 
 
 def report(p: Params, results: Sequence[Failover]) -> str:
-    legacy = next(r for r in results if r.who.startswith("2014"))
-    rows = [
-        (
-            r.who,
-            f"{r.seconds:.2f}",
-            f"{legacy.seconds / r.seconds:.1f}x" if r.seconds > 0 else "-",
-            r.calls,
-            r.writes,
-            "-" if r.detected_after is None else f"{r.detected_after:+.2f}",
-        )
-        for r in results
-    ]
     head = (
         f"{p.routers} legacy routers on one L3 agent, {p.other_agents} other live L3 agents, "
         f"{p.latency * 1000:.0f} ms per API call, agent_down_time {p.agent_down_time:g} s, "
         f"bus {p.amqp_url}. Time = T0 (API reports the victim dead) -> every router on a "
         "live agent. Goal: OURS <= 10 s and >= 10x faster than the 2014 pattern.\n\n"
     )
-    return head + table(
-        (
-            "contender",
-            "seconds T0->converged",
-            "speed-up vs 2014",
-            "API calls",
-            "writes",
-            "our DEAD verdict vs T0 (s)",
-        ),
-        rows,
-    )
+    return head + failover_table(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

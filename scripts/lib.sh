@@ -21,7 +21,17 @@ ensure_venv() {
     py=$(find_python)
     if [[ ! -x .venv/bin/python ]]; then
         step "creating .venv with $py"
-        "$py" -m venv .venv || die "could not create a venv (apt-get install python3-venv)"
+        if ! "$py" -m venv .venv; then
+            rm -rf .venv
+            if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+                step "installing python3-venv (apt-get)"
+                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+                    || die "apt-get install python3-venv failed"
+                "$py" -m venv .venv || die "could not create a venv with $py"
+            else
+                die "could not create a venv: run 'sudo apt-get install python3-venv'"
+            fi
+        fi
     fi
     stamp=$(sha256sum pyproject.toml | cut -c1-16)
     if [[ ! -f .venv/.installed-$stamp ]]; then
