@@ -420,4 +420,18 @@ def connect(
     logger.info(
         "[%s] Neutron API credentials from %s, timeout %ss", settings.name, source, settings.timeout
     )
+    _size_connection_pool(conn, daemon.max_concurrency)
     return NeutronAdapter(conn, observer=observer, clock=clock, concurrency=daemon.max_concurrency)
+
+
+def _size_connection_pool(conn: Any, concurrency: int) -> None:
+    """One kept-alive connection per call in flight. requests keeps 10 per host by default:
+    with more concurrent calls, each extra one opens (and then drops) a new connection,
+    a TLS handshake per call against a real endpoint."""
+    size = max(10, concurrency)
+    try:
+        requests_session = conn.session.session
+    except AttributeError:  # not a keystoneauth session: leave it alone
+        return
+    for prefix in ("https://", "http://"):
+        requests_session.mount(prefix, ks_session.TCPKeepAliveAdapter(pool_maxsize=size))

@@ -174,6 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog is 5: with more concurrent clients the kernel
+    # drops SYNs and every extra connection waits for a 1 s TCP retransmit. uWSGI, which
+    # serves the real API, listens with a backlog of 100.
+    request_queue_size = 128
     owner: SimNeutronServer
 
 
