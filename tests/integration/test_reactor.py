@@ -260,3 +260,51 @@ def test_dry_run_and_standby_plan_but_change_nothing(
         assert world.on("net1") == set(world.routers)
     finally:
         world.close()
+
+
+def test_leftover_agent_records_do_not_open_the_breaker(world: World) -> None:
+    # Three records of removed hosts: never heard on the bus, dead for the API, hosting
+    # nothing. Counting them, one real death would make 4 of 6 L3 agents dead.
+    for host in ("old1", "old2", "old3"):
+        world.cloud.add_agent(L3_AGENT, host)
+        world.silent.add(host)
+    settle(world)
+    world.silent.add("net1")
+    world.run_for(ADT + 2)
+    assert world.on("net1") == set()
+    last = world.reactor.last_pass
+    assert last is not None and not any(b.open for b in last.breakers)
+
+
+def test_a_standby_with_a_capped_plan_does_not_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch, is_leader=lambda: False)
+    try:
+        for router in [world.cloud.add_router(f"x{i}")["id"] for i in range(150)]:
+            world.cloud.add_router_to_agent(world.l3["net1"], router)
+        settle(world)
+        world.silent.add("net1")
+        reports = world.run_for(ADT + 5)
+        # 154 routers > max_moves_per_pass (100): a leader would chain passes; a standby
+        # that acts on nothing must not re-read Neutron back to back.
+        assert 1 <= len(reports) <= 6, [r.trigger for r in reports]
+    finally:
+        world.close()
+
+
+def test_a_failure_that_persists_is_retried_with_growing_delays(world: World) -> None:
+    from rpcdaemon.sim.api import FaultPlan
+
+    settle(world)
+    # Neutron refuses every router add with a 503: each pass fails its tasks.
+    world.server.faults = FaultPlan(
+        rate_503=1.0, only=lambda m, t: m == "POST" and t.endswith("/l3-routers")
+    )
+    world.silent.add("net1")
+    reports = world.run_for(ADT + 60)
+    failing = [r for r in reports if r.executed]
+    assert failing, "it tried"
+    gaps = [b.started - a.started for a, b in zip(failing, failing[1:], strict=False)]
+    assert len(failing) < 15, len(failing)  # not one pass every 0.5 s
+    assert gaps == sorted(gaps) or gaps[-1] >= gaps[0], gaps

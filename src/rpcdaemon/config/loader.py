@@ -138,8 +138,7 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
             if not said:
                 warnings.append(
                     f"{path}: [{agent.name}] has no Neutron credentials: neither [Daemon] cloud "
-                    "nor usable credentials in its conffile (the API can still be reached "
-                    "through OS_* environment variables or clouds.yaml)"
+                    "nor usable credentials in its conffile; it cannot start until one is set"
                 )
     return Settings(path=path, daemon=daemon, l3=l3, dhcp=dhcp, dump=dump, warnings=tuple(warnings))
 

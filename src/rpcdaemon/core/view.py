@@ -6,8 +6,8 @@ Mappings are plain dicts by construction but must be treated as read-only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rpcdaemon.core.ids import AgentId, Host, NetworkId, RouterId
@@ -65,6 +65,12 @@ class ClusterView:
     def networks_on(self, agent_id: AgentId) -> frozenset[NetworkId]:
         return frozenset(n for n, agents in self.network_bindings.items() if agent_id in agents)
 
+    def without_agents(self, agent_ids: frozenset[AgentId]) -> ClusterView:
+        """This view minus ``agent_ids`` (which must host nothing: bindings are kept)."""
+        if not agent_ids:
+            return self
+        return replace(self, agents={i: a for i, a in self.agents.items() if i not in agent_ids})
+
 
 @dataclass(frozen=True)
 class Inventory:
@@ -101,16 +107,31 @@ def what_changed(
         return "routers created, deleted or changed"
     if view.networks != inventory.networks:
         return "networks created, deleted or changed"
+    routers_per_agent = _tally(view.router_bindings.values())
+    dhcp_networks = {n for n, info in view.networks.items() if info.dhcp_enabled}
+    networks_per_agent = _tally(
+        agents for n, agents in view.network_bindings.items() if n in dhcp_networks
+    )
     for agent_id, count in reported.items():
         known = view.agents.get(agent_id)
-        if known is None:
-            continue
+        if known is None or not known.admin_state_up:
+            continue  # an admin-down agent may still report what it had
         if known.agent_type == "L3 agent":
-            hosted = len(view.routers_on(agent_id))
+            if known.agent_mode not in (None, "legacy", "dvr_snat"):
+                continue  # dvr agents report routers they serve without a binding
+            hosted = routers_per_agent.get(agent_id, 0)
         elif known.agent_type == "DHCP agent":
-            hosted = len(view.networks_on(agent_id))
+            hosted = networks_per_agent.get(agent_id, 0)  # agents serve DHCP networks only
         else:
             continue
         if hosted != count:
             return f"agent {agent_id} reports {count} hosted, the bindings say {hosted}"
     return None
+
+
+def _tally(bindings: Iterable[frozenset[AgentId]]) -> dict[AgentId, int]:
+    counts: dict[AgentId, int] = {}
+    for agents in bindings:
+        for agent_id in agents:
+            counts[agent_id] = counts.get(agent_id, 0) + 1
+    return counts

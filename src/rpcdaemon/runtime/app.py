@@ -150,9 +150,13 @@ def run(
         )
     finally:
         stop.set()
-        reactor_thread.join(services.JOIN_TIMEOUT)
+        # No new task starts once stop is set, but a move in flight is finished (remove,
+        # then add: a legacy router is never left unhosted by a shutdown we could wait for).
+        # That is at most two API calls of `timeout` seconds each.
+        grace = max(services.JOIN_TIMEOUT, 2 * primary.timeout + 1)
+        reactor_thread.join(grace)
         if reactor_thread.is_alive():
-            logger.error("the reactor did not stop within %.0f s", services.JOIN_TIMEOUT)
+            logger.error("the reactor did not stop within %.0f s", grace)
             exit_code = 1
         elector.stop()
         if server is not None:

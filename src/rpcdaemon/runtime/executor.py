@@ -87,11 +87,17 @@ class Executor:
         self._recheck_interval = recheck_interval
         self._on_action = on_action
         self._sleep = sleep or self._stop.wait
+        self._is_leader: Callable[[], bool] = lambda: True
         self._lock = threading.Lock()
         self._returned: set[AgentId] = set()
         self._checked_at: dict[AgentId, float] = {}
 
     # -- public -------------------------------------------------------------------------
+
+    def set_is_leader(self, is_leader: Callable[[], bool]) -> None:
+        """Checked before every task and every retry: a leader that steps down mid-plan
+        (lost its election backend) stops acting at once instead of finishing the plan."""
+        self._is_leader = is_leader
 
     def set_agent_is_back(self, hook: Callable[[AgentId], bool] | None) -> None:
         """Install the bus-side check (the reactor's): a heartbeat seen since the pass began."""
@@ -115,6 +121,8 @@ class Executor:
     def _run_task(self, plugin: str, task: Task) -> TaskResult:
         if self._stop.is_set():
             return self._skip(task, "daemon stopping")
+        if not self._is_leader():
+            return self._skip(task, "no longer the leader")
         if task.source_agent is not None and self._source_is_back(task.source_agent):
             return self._skip(task, f"agent {task.source_agent} is alive again")
         results: list[ActionResult] = []
@@ -155,8 +163,11 @@ class Executor:
             logger.warning("cannot re-check agent %s (%s); holding its moves", agent_id, exc)
             self._mark_returned(agent_id, "re-check failed")
             return True
-        except PermanentError:
-            return False  # the agent record is gone: it is not coming back
+        except PermanentError as exc:
+            # e.g. 401/403: we cannot confirm it is still dead, so we do not act on it.
+            logger.warning("cannot re-check agent %s (%s); holding its moves", agent_id, exc)
+            self._mark_returned(agent_id, "re-check refused")
+            return True
         if agent is not None and agent.alive:
             self._mark_returned(agent_id, "the API reports it alive")
             return True
@@ -189,7 +200,10 @@ class Executor:
                     )
                 if attempts > len(self._backoffs) or self._stop.is_set():
                     break
-                delay = self._backoffs[attempts - 1]
+                if not self._is_leader():
+                    last_error += " (no longer the leader: not retrying)"
+                    break
+                delay = max(self._backoffs[attempts - 1], min(exc.delay or 0.0, 60.0))
                 logger.warning(
                     "%s: attempt %d/%d failed (%s); retrying in %.1fs",
                     action.describe(),

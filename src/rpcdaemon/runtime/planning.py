@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rpcdaemon.core.actions import Plan
 from rpcdaemon.core.guards import BreakerState, breaker_state
 from rpcdaemon.core.ids import AgentId, Liveness
-from rpcdaemon.core.liveness import BusState, LivenessModel
+from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import ClusterView
 from rpcdaemon.plugins.base import Planner
@@ -35,6 +35,7 @@ def plan_one(
     """Verdicts, the planner's (guarded) plan, and the breaker counted once more with the
     agents already overdue: agents that die together are declared dead up to one
     report_interval apart, and the breaker must not let the first of them be evacuated."""
+    view = view.without_agents(leftovers(view, model, planner.agent_type))
     theirs = model.verdicts(view, now, policy, bus)
     overdue = model.overdue(view, now, policy, bus, agent_type=planner.agent_type)
     counted = {**theirs, **dict.fromkeys(overdue, Liveness.DEAD)}
@@ -56,6 +57,20 @@ def plan_one(
         )
     mine = {a.id: theirs[a.id] for a in view.agents_of_type(planner.agent_type)}
     return PlannerStep(plan, mine, breaker, held)
+
+
+def leftovers(view: ClusterView, model: LivenessModel, agent_type: str) -> frozenset[AgentId]:
+    """Agent records of removed hosts: dead for the API, never heard on the bus since we
+    started, hosting nothing. Operators often leave them in Neutron; they are nothing to
+    move and no target, and counting them would open the circuit breaker on the first real
+    failure (3 live + 3 leftovers: one death makes 4/6 dead)."""
+    bound = {a for agents in view.router_bindings.values() for a in agents}
+    bound.update(a for agents in view.network_bindings.values() for a in agents)
+    return frozenset(
+        a.id
+        for a in view.agents_of_type(agent_type)
+        if not a.alive and a.id not in bound and model.get(AgentKey.of(a)) is None
+    )
 
 
 def gate(plan: Plan, *, dry_run: bool, is_leader: bool) -> bool:

@@ -127,6 +127,7 @@ class Reactor:
         self.heartbeats = 0
         self._last_tick: float | None = None
         self._pending = 0  # tasks handed to the executor and not finished (for metrics)
+        self._failing_passes = 0  # consecutive passes that left a failed task behind
         # Written by the consumer thread, read by executor threads: the latest receive time
         # per agent, so that a move stops as soon as its source agent speaks again.
         self._seen_lock = threading.Lock()
@@ -136,6 +137,7 @@ class Reactor:
         self._dead_keys: set[AgentKey] = set()
         self._unconfirmed_polls = 0
         executor.set_agent_is_back(self.agent_is_back)
+        executor.set_is_leader(is_leader)
 
     # -- thread-safe inputs -------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class Reactor:
         """Consumer thread: keep only what the model or the planners need; returns it."""
         heartbeat = heartbeat_from(message, received_wall=self._wall())
         if heartbeat is not None:
+            if heartbeat.agent_type not in self._policies:
+                return None  # an OVS or metadata agent: none of our planners' business
             with self._seen_lock:
                 self._seen[AgentKey.of(heartbeat)] = heartbeat.received_at
             self._inbox.put(heartbeat)
@@ -213,7 +217,11 @@ class Reactor:
             self._drain(wait)
             if self._stop.is_set():
                 break
-            self.tick(self._clock())
+            try:
+                self.tick(self._clock())
+            except Exception:  # a bug must not end the loop that keeps services alive
+                logger.exception("reactor tick failed; carrying on")
+                self._stop.wait(self._check_interval)
         logger.info("reactor stopped")
 
     def pump(self) -> int:
@@ -329,7 +337,10 @@ class Reactor:
         else:
             logger.info("agent %s: %s", change.key, change.describe())
         if self._on_transition is not None:
-            self._on_transition(change)
+            try:
+                self._on_transition(change)
+            except Exception:
+                logger.exception("transition observer failed")
 
     def _note_leadership(self) -> None:
         leader = self._is_leader()
@@ -392,9 +403,18 @@ class Reactor:
         self._next_resync = now + self._resync_interval
         unfinished = any(r.outcome is Outcome.FAILED for r in results)
         capped = any("max_moves_per_pass" in n for p in plans for n in p.held)
-        if capped:
+        if unfinished:
+            # Something failed after its retries: look again, but back off while it keeps
+            # failing (a 403 will not heal by itself; a full pass every 0.5 s would not help).
+            delay = ERROR_BACKOFFS[min(self._failing_passes, len(ERROR_BACKOFFS) - 1)]
+            self._failing_passes += 1
+            self._next_follow_up = self._clock() + delay
+        elif capped and executed:
+            self._failing_passes = 0
             self._next_follow_up = self._clock()  # the rest of the work: no reason to wait
-        elif executed or unfinished or held_for_overdue:
+        elif executed or held_for_overdue:
+            # verify what we did (or re-count the dying agents) from fresh state
+            self._failing_passes = 0
             self._next_follow_up = self._clock() + FOLLOW_UP_DELAY
         elif self._awaiting_confirmation(view, verdicts):
             # Dead by our clock, not yet by the API's: look again soon, backing off.
