@@ -234,3 +234,57 @@ def test_concurrency_is_bounded(
     assert all(r.outcome is Outcome.OK for r in results)
     assert 1 < in_flight[1] <= 3
     assert cloud.routers_on(b) == set(routers)
+
+
+def test_a_leader_that_steps_down_mid_plan_stops_acting(
+    cloud: SimCloud, clock: Clock, server: SimNeutronServer, neutron: NeutronAdapter
+) -> None:
+    a, b, _, router = three_agents_one_router(cloud, clock)
+    second = cloud.add_router("r2")["id"]
+    cloud.add_router_to_agent(a, second)
+    leader = [True]
+    seen: list[ActionResult] = []
+
+    def observe(result: ActionResult) -> None:
+        seen.append(result)
+        leader[0] = False  # the election backend is lost after the first action
+
+    executor = Executor(neutron, backoffs=FAST, max_concurrency=1, on_action=observe)
+    executor.set_is_leader(lambda: leader[0])
+    server.calls.reset()
+    results = executor.run(Plan("L3Agent", (move(router, a, b), move(second, a, b))))
+    assert results[1].outcome is Outcome.SKIPPED and "leader" in results[1].detail
+    assert cloud.router_agents(second) == {a}  # the second move never started
+    writes = sum(n for (m, _), n in server.calls.snapshot().items() if m != "GET")
+    assert writes == 2  # the first task's remove + add only
+
+
+class _RetryAfterOnce:
+    """A NeutronPort whose first add answers 'temporarily unavailable, retry after 0.3 s'."""
+
+    def __init__(self) -> None:
+        self.adds = 0
+
+    def add_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        from rpcdaemon.core.errors import TemporaryError
+
+        self.adds += 1
+        if self.adds == 1:
+            raise TemporaryError("503 Service Unavailable", delay=0.3)
+
+    def router_agents(self, router_id: RouterId) -> frozenset[AgentId]:
+        return frozenset()
+
+
+def test_retry_after_is_honoured() -> None:
+    waits: list[float] = []
+    port = _RetryAfterOnce()
+    executor = Executor(
+        port,  # type: ignore[arg-type]
+        backoffs=FAST,
+        sleep=lambda s: waits.append(s) or False,
+    )
+    task = Task((add_router(RouterId("r"), AgentId("b"), "test"),), "test")
+    results = executor.run(Plan("L3Agent", (task,)))
+    assert results[0].outcome is Outcome.OK and port.adds == 2
+    assert waits == [0.3]  # the server's Retry-After, not our first backoff (0.01 s)
