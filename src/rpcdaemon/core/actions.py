@@ -75,6 +75,8 @@ class Plan:
     plugin: str
     tasks: tuple[Task, ...] = ()
     held: tuple[str, ...] = ()  # human-readable notes on what was not planned and why
+    deferred: int = 0  # tasks left for the next pass by max_moves_per_pass
+    breaker_open: bool = False  # every task dropped: too many agents of the type dead
 
     @property
     def actions(self) -> tuple[Action, ...]:

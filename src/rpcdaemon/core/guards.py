@@ -78,7 +78,7 @@ def apply_guards(
         note = f"{breaker.describe()}: acting on none of them"
         if plan.tasks:
             note += f" ({len(plan.tasks)} task(s) dropped)"
-        return Plan(plan.plugin, (), (note, *plan.held))
+        return Plan(plan.plugin, (), (note, *plan.held), breaker_open=True)
     cap = max(0, policy.max_moves_per_pass)
     if len(plan.tasks) <= cap:
         return plan
@@ -86,4 +86,4 @@ def apply_guards(
         f"cap: {len(plan.tasks)} task(s) planned, {cap} kept, "
         f"{len(plan.tasks) - cap} left for the next pass (max_moves_per_pass={cap})"
     )
-    return Plan(plan.plugin, plan.tasks[:cap], (*plan.held, note))
+    return Plan(plan.plugin, plan.tasks[:cap], (*plan.held, note), deferred=len(plan.tasks) - cap)

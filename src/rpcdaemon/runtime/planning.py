@@ -49,12 +49,10 @@ def plan_one(
             f"{breaker.describe()} ({len(overdue)} of them overdue, not yet declared): "
             f"acting on none of them ({len(plan.tasks)} task(s) dropped)"
         )
-        plan = Plan(plan.plugin, (), (note, *plan.held))
+        plan = Plan(plan.plugin, (), (note, *plan.held), breaker_open=True)
         held = True
     for note in plan.held:
-        (logger.error if "breaker open" in note else logger.warning)(
-            "[%s] held: %s", planner.name, note
-        )
+        (logger.error if plan.breaker_open else logger.warning)("[%s] held: %s", planner.name, note)
     mine = {a.id: theirs[a.id] for a in view.agents_of_type(planner.agent_type)}
     return PlannerStep(plan, mine, breaker, held)
 

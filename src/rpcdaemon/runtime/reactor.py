@@ -402,7 +402,7 @@ class Reactor:
         self._errors = 0
         self._next_resync = now + self._resync_interval
         unfinished = any(r.outcome is Outcome.FAILED for r in results)
-        capped = any("max_moves_per_pass" in n for p in plans for n in p.held)
+        capped = any(p.deferred for p in plans)
         if unfinished:
             # Something failed after its retries: look again, but back off while it keeps
             # failing (a 403 will not heal by itself; a full pass every 0.5 s would not help).
