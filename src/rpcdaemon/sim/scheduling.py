@@ -10,6 +10,7 @@ answered (/work/shared/neutron-rig/REPORT.md section 3).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rpcdaemon.sim import resources as res
@@ -145,39 +146,23 @@ class SchedulingMixin(CloudState):
         )
 
     def routers_on(self, agent_id: str) -> set[str]:
-        with self._lock:
-            return {r for r, bound in self._l3.items() if agent_id in bound}
+        return self._hosted_by(self._l3, agent_id)
 
     def router_agents(self, router_id: str) -> set[str]:
-        with self._lock:
-            return set(self._l3.get(router_id, []))
+        return self._hosts_of(self._l3, router_id)
 
     def routers_on_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """GET /agents/{id}/l3-routers: 404 AgentNotFound only when nothing is bound."""
-        with self._lock:
-            rows = [
-                self._routers[r]
-                for r, b in self._l3.items()
-                if agent_id in b and r in self._routers
-            ]
-            if not rows:
-                self._get_agent(agent_id)
-            return [self._router_dict(r) for r in rows]
+        return self._listed_on(self._l3, self._routers, self._router_dict, agent_id)
 
     def agents_hosting_router(self, router_id: str) -> list[dict[str, Any]]:
         """GET /routers/{id}/l3-agents: an unknown router simply has no agents."""
-        now = self._clock()
-        with self._lock:
-            out = []
-            for agent_id in self._l3.get(router_id, []):
-                agent = self._agents.get(agent_id)
-                if agent is not None:
-                    body = self._agent_dict(agent, now)
-                    body.update(
-                        {"resource_versions": {}, "ha_chassis_priority": None, "ha_state": None}
-                    )
-                    out.append(body)
-            return out
+        extra: dict[str, Any] = {
+            "resource_versions": {},
+            "ha_chassis_priority": None,
+            "ha_state": None,
+        }
+        return self._agents_listed(self._l3, router_id, extra)
 
     # -- DHCP ----------------------------------------------------------------------------------------
 
@@ -238,32 +223,51 @@ class SchedulingMixin(CloudState):
         )
 
     def networks_on(self, agent_id: str) -> set[str]:
-        with self._lock:
-            return {n for n, bound in self._dhcp.items() if agent_id in bound}
+        return self._hosted_by(self._dhcp, agent_id)
 
     def network_agents(self, network_id: str) -> set[str]:
-        with self._lock:
-            return set(self._dhcp.get(network_id, []))
+        return self._hosts_of(self._dhcp, network_id)
 
     def networks_on_agent(self, agent_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = [
-                self._networks[n]
-                for n, b in self._dhcp.items()
-                if agent_id in b and n in self._networks
-            ]
-            if not rows:
-                self._get_agent(agent_id)
-            return [self._network_dict(n) for n in rows]
+        return self._listed_on(self._dhcp, self._networks, self._network_dict, agent_id)
 
     def agents_hosting_network(self, network_id: str) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {"resource_versions": {}, "ha_chassis_priority": None}
+        return self._agents_listed(self._dhcp, network_id, extra)
+
+    # -- queries shared by the L3 and DHCP binding tables ----------------------------------------
+
+    def _hosted_by(self, table: Mapping[str, list[str]], agent_id: str) -> set[str]:
+        with self._lock:
+            return {r for r, bound in table.items() if agent_id in bound}
+
+    def _hosts_of(self, table: Mapping[str, list[str]], resource_id: str) -> set[str]:
+        with self._lock:
+            return set(table.get(resource_id, []))
+
+    def _listed_on(
+        self,
+        table: Mapping[str, list[str]],
+        rows: Mapping[str, Any],
+        render: Callable[[Any], dict[str, Any]],
+        agent_id: str,
+    ) -> list[dict[str, Any]]:
+        """An agent's hosted resources in API shape; AgentNotFound only when none is bound."""
+        with self._lock:
+            hosted = [rows[r] for r, b in table.items() if agent_id in b and r in rows]
+            if not hosted:
+                self._get_agent(agent_id)
+            return [render(row) for row in hosted]
+
+    def _agents_listed(
+        self, table: Mapping[str, list[str]], resource_id: str, extra: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The agents hosting a resource in API shape (an unknown resource has none)."""
         now = self._clock()
         with self._lock:
             out = []
-            for agent_id in self._dhcp.get(network_id, []):
+            for agent_id in table.get(resource_id, []):
                 agent = self._agents.get(agent_id)
                 if agent is not None:
-                    body = self._agent_dict(agent, now)
-                    body.update({"resource_versions": {}, "ha_chassis_priority": None})
-                    out.append(body)
+                    out.append({**self._agent_dict(agent, now), **extra})
             return out
