@@ -273,19 +273,12 @@ class Reactor:
         """Evaluate liveness; run a pass if anything calls for one. Returns its report."""
         self._last_tick = now
         self._note_leadership()
+        # the agents of the last snapshot (keys set with it), so one never heard of is judged too
+        known = frozenset(self._keys_by_id.values()) if self._view is not None else None
         for agent_type in {p.agent_type for p in self._planners}:
-            expected = (
-                [AgentKey.of(a) for a in self._view.agents_of_type(agent_type)]
-                if self._view is not None
-                else []
-            )
+            expected = [k for k in known or () if k.agent_type == agent_type]
             changes = self.model.evaluate(
                 now, self._policies[agent_type], self._bus, agent_type=agent_type, expected=expected
-            )
-            known = (
-                {AgentKey.of(a) for a in self._view.agents.values()}
-                if self._view is not None
-                else None
             )
             for change in changes:
                 self._log_transition(change)
