@@ -11,15 +11,19 @@ import argparse
 import importlib
 import logging
 import re
+import socket
 import sys
 import threading
 from collections.abc import Sequence
 
 from rpcdaemon import __version__, config, daemon, logsetup
+from rpcdaemon.config.preflight import BIND_ERRNOS, bind_error, detached_warnings
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.plugins import registry
+from rpcdaemon.plugins.base import Plugin
 from rpcdaemon.runtime import app
 from rpcdaemon.settings import Settings
+from rpcdaemon.verbs import cli as verbs_cli
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ PASS_THROUGH = {
     "demo": ("rpcdaemon.demo", "run the demonstration against the simulated cloud"),
     "sim": ("rpcdaemon.sim.cli", "run the simulated Neutron cloud (API and bus)"),
 }
+STARTUP_SETTLE = 1.5  # seconds a detached daemon must run before the launcher says OK
 _PASSWORD = re.compile(r"(://[^:/@;]*:)[^@/;]*@")
 
 
@@ -124,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--output", metavar="FILE", help="append JSON lines to FILE instead")
 
+    verbs_cli.add_parsers(sub, DEFAULT_CONFIG)
     sub.add_parser("version", help="print the version")
     for name, (_, text) in PASS_THROUGH.items():
         extra = sub.add_parser(name, help=text, add_help=False)
@@ -159,6 +165,8 @@ def _dispatch(argv: list[str]) -> int:
     if command == "sample-config":
         sys.stdout.write(config.render_sample())
         return 0
+    if command in verbs_cli.VERBS:
+        return verbs_cli.run(args, DEFAULT_CONFIG)
     path = args.config if getattr(args, "config", None) else None
     if command == "check-config":
         return _check_config(path or DEFAULT_CONFIG)
@@ -172,8 +180,10 @@ def _dispatch(argv: list[str]) -> int:
             filter_text=args.filter_text,
             output=args.output,
         )
+        config.preflight(settings)
         return _run(settings)
     settings = config.load(path or DEFAULT_CONFIG, foreground=args.foreground, dry_run=args.dry_run)
+    config.preflight(settings)  # the same checks as check-config, before detaching
     return _run(settings)
 
 
@@ -199,20 +209,21 @@ def _pass_through(name: str, rest: list[str]) -> int:
 
 def _check_config(path: str) -> int:
     settings = config.load(path)
-    for line in settings.warnings:
+    config.preflight(settings)
+    for line in (*settings.warnings, *detached_warnings(settings)):
         print(f"rpcdaemon: warning: {line}", file=sys.stderr)
     d = settings.daemon
     print(f"{settings.path}: OK")
     print(f"  plugins: {' '.join(d.plugins)}")
     print(f"  bus: {redact_url(d.amqp_url)}")
+    if settings.api is not None:
+        print(f"  Neutron API credentials: {settings.api.source}")
+        print(f"  Neutron API timeout: {settings.api.timeout:g} s")
     for agent in (settings.l3, settings.dhcp):
         if agent is not None:
-            auth = agent.neutron.auth
-            source = f"conffile ({auth.source})" if auth else "none"
             print(
                 f"  [{agent.name}] exchange {agent.exchange}, agent_down_time "
-                f"{agent.agent_down_time:g} s, credentials: "
-                f"{'cloud ' + d.cloud if d.cloud else source}"
+                f"{agent.agent_down_time:g} s"
             )
     if settings.dump is not None:
         print(f"  [Dump] exchange {settings.dump.queue}, routing key {settings.dump.routing_key}")
@@ -220,29 +231,63 @@ def _check_config(path: str) -> int:
 
 
 def _run(settings: Settings) -> int:
-    """Load plugins, set up logging, detach unless in the foreground, serve until stopped."""
+    """Load plugins, set up logging, detach unless in the foreground, serve until stopped.
+
+    Detached, the launcher waits: it exits 0 once the daemon has held its pid file and run
+    for STARTUP_SETTLE seconds, or with the daemon's one-line error (status 2 for a
+    configuration problem, 1 otherwise) when start-up fails before that."""
+    daemon.set_umask()  # before the log file, the pid file or any output file exists
     plugins = registry.load(settings)  # before detaching: import errors reach the terminal
     handle = logsetup.configure(settings)  # opens the log file now, for the same reason
     stop = threading.Event()
     relay = daemon.SignalRelay(stop, on_hup=handle.reopen)
     pidfile: daemon.PidFile | None = None
+    startup = daemon.Startup(None)
     if settings.daemon.foreground:
         relay.install()
     else:
         pidfile = daemon.PidFile(settings.daemon.pidfile)
-        status = daemon.daemonize(pidfile, on_ready=relay.install)
-        if status is not None:
-            return status  # the launcher
+        launched = daemon.daemonize(pidfile, on_ready=relay.install)
+        if isinstance(launched, int):
+            return launched  # the launcher
+        startup = launched
+        startup.ready_after(STARTUP_SETTLE)
     try:
         for line in settings.warnings:
             logger.warning("%s", line)
         logger.info("rpcdaemon %s starting with %s", __version__, settings.path)
-        return app.run(settings, stop=stop, plugins=plugins)
-    except Exception:
+        status = _serve(settings, stop, plugins)
+        if status != 0:
+            logger.error("rpcdaemon stopped with status %d", status)
+            if startup.pending:
+                startup.failed(
+                    f"the daemon stopped with status {status} during start-up; see "
+                    f"{settings.daemon.logfile}",
+                    status,
+                )
+        startup.ready()  # stopped cleanly (e.g. SIGTERM) before the settle time
+        return status
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        startup.failed(str(exc), 2)
+        raise  # main() prints the one line (the terminal with -d) and exits 2
+    except Exception as exc:
         logger.exception("rpcdaemon failed")
+        startup.failed(f"rpcdaemon failed: {type(exc).__name__}: {exc}", 1)
         return 1
     finally:
         relay.restore()
         if pidfile is not None:
             pidfile.release()
         logger.info("rpcdaemon exiting")
+
+
+def _serve(settings: Settings, stop: threading.Event, plugins: Sequence[Plugin]) -> int:
+    """app.run, with a failed bind of the metrics address reported as preflight does."""
+    try:
+        return app.run(settings, stop=stop, plugins=plugins)
+    except OSError as exc:
+        address = settings.daemon.metrics_address
+        if address and (isinstance(exc, socket.gaierror) or exc.errno in BIND_ERRNOS):
+            raise bind_error(settings.path, address, exc) from exc
+        raise

@@ -1,8 +1,10 @@
 """Detach from the terminal, hold the pid file, and turn signals into events.
 
-* :func:`daemonize` double-forks; the launching process waits until the daemon holds its pid
-  file (or failed to) and reports that, so ``rpcdaemon -c FILE`` exits non-zero with a clear
-  message instead of dying silently behind /dev/null.
+* :func:`daemonize` double-forks; the launching process waits for the daemon's
+  :class:`Startup` report (ready, or failed with a one-line reason and a status), so
+  ``rpcdaemon -c FILE`` exits non-zero with a clear message instead of exiting 0 while the
+  daemon dies behind /dev/null.
+* :func:`set_umask`: 027, before anything is created.
 * :class:`PidFile` is created with O_CREAT|O_EXCL, mode 0600. A file naming a live rpcdaemon
   refuses the start; a stale one (process gone, or the pid now belongs to something that is
   not an rpcdaemon) is taken over with a log line. It is removed at exit only if it still
@@ -134,14 +136,83 @@ class PidFile:
             logger.warning("could not remove pid file %s: %s", self.path, exc)
 
 
-def daemonize(pidfile: PidFile, *, on_ready: Callable[[], None] | None = None) -> int | None:
+def set_umask() -> None:
+    """umask 027: call it before anything is created (log file, pid file, Dump output)."""
+    os.umask(DAEMON_UMASK)
+
+
+class Startup:
+    """The daemon's end of the launcher's pipe: say once that start-up succeeded or failed.
+
+    The launcher (``rpcdaemon -c FILE`` without -d) exits with what it is told: 0 after
+    :meth:`ready`, or the status given to :meth:`failed` with its one-line message on
+    stderr. Thread-safe and single-shot: the first report wins, later ones are ignored.
+    ``Startup(None)`` (the foreground) reports nothing.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._fd is not None
+
+    def ready_after(self, seconds: float) -> None:
+        """Report ready once the daemon has run ``seconds`` without failing."""
+        if self._fd is None:
+            return
+        self._timer = threading.Timer(seconds, self.ready)
+        self._timer.name = "startup"
+        self._timer.daemon = True
+        self._timer.start()
+
+    def ready(self) -> None:
+        self._send(f"ok {os.getpid()}")
+
+    def failed(self, message: str, status: int) -> None:
+        self._send(f"fail {status} {' '.join(message.split())}")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            os.write(fd, f"{line}\n".encode("utf-8", "replace"))
+        except OSError as exc:  # the launcher was killed: nobody to tell
+            logger.debug("could not report start-up to the launcher: %s", exc)
+        finally:
+            os.close(fd)
+
+
+def _launcher_status(report: str) -> int:
+    """Turn the daemon's report into the launcher's exit status (printing any error)."""
+    if report.startswith("ok"):
+        return 0
+    status, message = 1, report
+    if report.startswith("fail "):
+        code, _, message = report[5:].partition(" ")
+        status = int(code) if code.isdigit() and int(code) > 0 else 1
+    if not message:
+        message = "the daemon exited during start-up (see the log file)"
+    print(f"rpcdaemon: error: {message}", file=sys.stderr)
+    return status
+
+
+def daemonize(pidfile: PidFile, *, on_ready: Callable[[], None] | None = None) -> int | Startup:
     """Detach: double fork, setsid, chdir /, umask 027, std fds on /dev/null, take the pid file.
 
-    Returns None in the daemon (which now holds ``pidfile``). Returns an exit status in the
-    launching process, after the daemon said it started (0) or why it could not (1; the
-    reason was printed on stderr). ``on_ready`` runs in the daemon before the launcher is told
-    (install the signal handlers there, so that no early SIGHUP/SIGTERM kills it with the
-    default action). Call it before starting any thread.
+    Returns a :class:`Startup` in the daemon (which now holds ``pidfile``): the daemon must
+    call its ``ready()`` or ``failed()`` (``ready_after`` arms a timer). Returns an exit
+    status in the launching process, once the daemon reported (0, or the failure's status
+    with its reason printed on stderr; 1 if it died without a word). ``on_ready`` runs in the
+    daemon right after it took the pid file (install the signal handlers there, so that no
+    early SIGHUP/SIGTERM kills it with the default action). Call it before starting any
+    thread.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -152,37 +223,30 @@ def daemonize(pidfile: PidFile, *, on_ready: Callable[[], None] | None = None) -
         with os.fdopen(read_end, "rb") as pipe:
             report = pipe.read().decode("utf-8", "replace").strip()
         os.waitpid(child, 0)
-        if report.startswith("ok"):
-            return 0
-        print(
-            f"rpcdaemon: {report or 'the daemon exited during start-up (see the log file)'}",
-            file=sys.stderr,
-        )
-        return 1
+        return _launcher_status(report)
     os.close(read_end)
+    startup = Startup(write_end)
     try:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)  # the session leader goes; the grandchild cannot get a terminal
         os.chdir("/")
-        os.umask(DAEMON_UMASK)
+        set_umask()
         _std_to_devnull()
         pidfile.acquire()
         if on_ready is not None:
             on_ready()
     except PidFileError as exc:
-        _report_and_exit(write_end, str(exc))
+        _report_and_exit(startup, str(exc))
     except OSError as exc:
-        _report_and_exit(write_end, f"could not detach: {exc}")
-    os.write(write_end, f"ok {os.getpid()}\n".encode())
-    os.close(write_end)
-    return None
+        _report_and_exit(startup, f"could not detach: {exc}")
+    return startup
 
 
-def _report_and_exit(fd: int, message: str) -> None:
+def _report_and_exit(startup: Startup, message: str) -> None:
     logger.error("%s", message)
     try:
-        os.write(fd, message.encode())
+        startup.failed(message, 1)
     finally:
         os._exit(1)
 

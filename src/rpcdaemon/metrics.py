@@ -1,9 +1,10 @@
-"""Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoint.
+"""Prometheus metrics and the /metrics, /healthz, /readyz endpoint.
 
 ``Metrics`` owns the counters and histograms, created on an injected CollectorRegistry
 (tests use a fresh one each). Gauges are not set by hand: a custom collector reads a
 ``StatusSnapshot`` from a callable at scrape time, so they can never go stale.
-``MetricsServer`` is a stdlib ThreadingHTTPServer in a daemon thread.
+``MetricsServer`` routes the three paths on a bounded :class:`rpcdaemon.httpserver.HttpServer`.
+The /healthz and /readyz verdicts are pure functions in :mod:`rpcdaemon.core.status`.
 See docs/operations.md for every metric and the health semantics.
 """
 
@@ -12,11 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -24,11 +22,24 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from rpcdaemon.core.status import StatusSnapshot, age
+from rpcdaemon.core.status import MAX_TICK_FAILURES, StatusSnapshot, age, health, readiness
+from rpcdaemon.httpserver import HttpLimits, HttpServer, HttpStatsCollector, Request, Response
+
+__all__ = [
+    "Metrics",
+    "MetricsServer",
+    "StatusCollector",
+    "health",
+    "install",
+    "parse_address",
+    "readiness",
+]
 
 logger = logging.getLogger(__name__)
 
 StatusSource = Callable[[], StatusSnapshot]
+DocumentSource = Callable[[], Mapping[str, Any]]
+"""The ``/status`` body (the status model's JSON); raising LookupError means "not yet"."""
 CodecStatsSource = Callable[[], Mapping[str, int]]
 
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -41,12 +52,6 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._messages = Counter(
-            "rpcdaemon_messages",
-            "Bus messages received, by decode result and rejection reason.",
-            ["result", "reason"],
-            registry=registry,
-        )
         self._heartbeats = Counter(
             "rpcdaemon_heartbeats",
             "Agent report_state heartbeats received, by Neutron agent_type.",
@@ -99,12 +104,6 @@ class Metrics:
             registry=registry,
         )
 
-    def message_decoded(self) -> None:
-        self._messages.labels(result="decoded", reason="").inc()
-
-    def message_rejected(self, reason: str) -> None:
-        self._messages.labels(result="rejected", reason=reason).inc()
-
     def heartbeat(self, agent_type: str) -> None:
         self._heartbeats.labels(agent_type=agent_type).inc()
 
@@ -132,9 +131,8 @@ class Metrics:
 class StatusCollector(Collector):
     """Gauges read from a StatusSnapshot at scrape time (and, optionally, codec counters).
 
-    If the bus consumer counts decodes itself (``CodecStats``), pass its ``snapshot`` as
-    ``codec_stats`` and do NOT also call ``Metrics.message_*``: the counts are exported as
-    ``rpcdaemon_bus_messages_total`` from that source.
+    The bus consumer counts decodes itself (``CodecStats``): pass its ``snapshot`` as
+    ``codec_stats`` and the counts are exported as ``rpcdaemon_bus_messages_total``.
     """
 
     def __init__(
@@ -221,6 +219,7 @@ class StatusCollector(Collector):
             yield _gauge(
                 name, help_text + " NaN if never.", math.nan if seconds is None else seconds
             )
+        yield from _health_families(snap)
         if self._codec_stats is not None:
             yield from self._codec_families()
 
@@ -248,64 +247,43 @@ class StatusCollector(Collector):
         )
 
 
+def _health_families(snap: StatusSnapshot) -> Iterable[GaugeMetricFamily]:
+    yield _gauge(
+        "rpcdaemon_tick_failures",
+        "Consecutive reactor ticks that raised (0 once a tick completes).",
+        snap.tick_failures,
+    )
+    yield _gauge(
+        "rpcdaemon_dead_threads", "Needed threads that have exited.", len(snap.dead_threads)
+    )
+    alive = GaugeMetricFamily(
+        "rpcdaemon_thread_alive", "1 if this needed thread is running.", labels=["thread"]
+    )
+    for name in sorted(set(snap.watched_threads) | set(snap.dead_threads)):
+        alive.add_metric([name], 0.0 if name in snap.dead_threads else 1.0)
+    yield alive
+    yield _gauge(
+        "rpcdaemon_consumer_lag_messages",
+        "Messages waiting in our bus queue, not yet delivered to us. NaN if not measured.",
+        math.nan if snap.consumer_lag_messages is None else snap.consumer_lag_messages,
+    )
+    yield _gauge(
+        "rpcdaemon_consumer_lag_seconds",
+        "Receive time minus publish time of the latest heartbeat handled. NaN if not measured.",
+        math.nan if snap.consumer_lag_seconds is None else snap.consumer_lag_seconds,
+    )
+    yield _gauge(
+        "rpcdaemon_unknown_agents",
+        "Agents heard on the bus that Neutron's agent list does not know.",
+        snap.unknown_agents,
+    )
+
+
 def _gauge(name: str, help_text: str, value: float | bool) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, value=float(value))
 
 
-# -- health -----------------------------------------------------------------------------
-
-
-def health(snap: StatusSnapshot, now: float, *, stale_after: float) -> tuple[bool, dict[str, Any]]:
-    """/healthz: the process is doing its job (consuming, and the reactor loop turns)."""
-    reasons = []
-    if not snap.bus_connected:
-        reasons.append("AMQP consumer not connected")
-    tick_age = age(snap.last_tick_at, now)
-    if tick_age is None:
-        reasons.append("reactor has not ticked yet")
-    elif tick_age > stale_after:
-        reasons.append(f"reactor last ticked {tick_age:.1f}s ago (limit {stale_after:g}s)")
-    body: dict[str, Any] = {
-        "status": "fail" if reasons else "ok",
-        "bus_connected": snap.bus_connected,
-        "last_tick_age": tick_age,
-        "leader": snap.is_leader,
-        "dry_run": snap.dry_run,
-    }
-    if reasons:
-        body["reasons"] = reasons
-    return not reasons, body
-
-
-def readiness(
-    snap: StatusSnapshot, now: float, *, api_stale_after: float
-) -> tuple[bool, dict[str, Any]]:
-    """/readyz: leader or healthy standby, and the Neutron API answered recently."""
-    reasons = []
-    if snap.is_leader:
-        role = "leader"
-    elif snap.coordination_connected:
-        role = "standby"
-    else:
-        role = "disconnected"
-        reasons.append("leader election backend unreachable: cannot act or take over")
-    api_age = age(snap.last_api_success_at, now)
-    if api_age is None:
-        reasons.append("no successful Neutron API call yet")
-    elif api_age > api_stale_after:
-        reasons.append(f"last Neutron API success {api_age:.1f}s ago (limit {api_stale_after:g}s)")
-    body: dict[str, Any] = {
-        "status": "fail" if reasons else "ok",
-        "role": role,
-        "last_api_success_age": api_age,
-        "dry_run": snap.dry_run,
-    }
-    if reasons:
-        body["reasons"] = reasons
-    return not reasons, body
-
-
-# -- HTTP server ------------------------------------------------------------------------
+# -- HTTP endpoint --------------------------------------------------------------------
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -317,51 +295,12 @@ def parse_address(address: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)  # ":port": all interfaces
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], owner: MetricsServer) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-        self.owner = owner
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        owner = self.server.owner
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, content_type, encoder(owner.registry))
-            elif path in ("/healthz", "/readyz"):
-                ok, body = owner.check(path)
-                self._send(200 if ok else 503, "application/json", json.dumps(body).encode())
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"try /metrics, /healthz, /readyz\n")
-        except Exception:
-            logger.exception("metrics endpoint %s failed", path)
-            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
-
-    def _send(self, code: int, content_type: str, payload: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None  # scrapes every few seconds would flood the log; errors are logged above
-
-
 class MetricsServer:
-    """Serves /metrics (the registry), /healthz and /readyz (from the status source)."""
+    """Serves /metrics (the registry), /healthz and /readyz (from the status source).
+
+    ``clock`` is the status clock (ages in the verdicts); the HTTP timeouts always use
+    the real monotonic clock. Registers the endpoint's own counters on ``registry``.
+    """
 
     def __init__(
         self,
@@ -372,55 +311,87 @@ class MetricsServer:
         clock: Callable[[], float] = time.monotonic,
         stale_after: float = 30.0,
         api_stale_after: float = 300.0,
+        max_tick_failures: int = MAX_TICK_FAILURES,
+        limits: HttpLimits | None = None,
+        status_document: DocumentSource | None = None,
     ) -> None:
         self.registry = registry
+        self._document = status_document
         self._address = parse_address(address)
         self._status = status
         self._clock = clock
         self._stale_after = stale_after
         self._api_stale_after = api_stale_after
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._max_tick_failures = max_tick_failures
+        self._next_error_log = 0.0
+        routes = {"/metrics": self._metrics, "/healthz": self._probe, "/readyz": self._probe}
+        if status_document is not None:
+            routes["/status"] = self._status_json
+        self._http = HttpServer(
+            self._address,
+            routes,
+            limits=limits,
+            name="rpcdaemon-metrics",
+        )
+        registry.register(HttpStatsCollector(self._http.stats))
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``host:0``); only valid after start()."""
-        if self._httpd is None:
-            raise RuntimeError("MetricsServer not started")
-        return int(self._httpd.server_address[1])
+        return self._http.port
+
+    @property
+    def http(self) -> HttpServer:
+        """The server (its ``threads()`` for a liveness watchdog, ``stats()``)."""
+        return self._http
 
     def check(self, path: str) -> tuple[bool, dict[str, Any]]:
         try:
             snap = self._status()
         except Exception as exc:
-            logger.exception("status snapshot failed for %s", path)
+            if time.monotonic() >= self._next_error_log:  # one traceback a minute at most
+                self._next_error_log = time.monotonic() + 60.0
+                logger.exception("status snapshot failed for %s", path)
             return False, {"status": "fail", "reasons": [f"status unavailable: {exc!r}"]}
         now = self._clock()
         if path == "/healthz":
-            return health(snap, now, stale_after=self._stale_after)
+            return health(
+                snap, now, stale_after=self._stale_after, max_tick_failures=self._max_tick_failures
+            )
         return readiness(snap, now, api_stale_after=self._api_stale_after)
 
+    def _metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(200, encoder(self.registry), content_type)
+
+    def _probe(self, request: Request) -> Response:
+        ok, body = self.check(request.path)
+        return Response(200 if ok else 503, json.dumps(body).encode(), "application/json")
+
+    def _status_json(self, request: Request) -> Response:
+        """/status: the status model (``rpcdaemon status``); 503 before the first pass."""
+        assert self._document is not None
+        try:
+            body: Mapping[str, Any] = self._document()
+        except LookupError as exc:
+            body, code = {"status": "unavailable", "reason": str(exc)}, 503
+        except Exception as exc:
+            if time.monotonic() >= self._next_error_log:
+                self._next_error_log = time.monotonic() + 60.0
+                logger.exception("status document failed")
+            body, code = {"status": "unavailable", "reason": repr(exc)}, 503
+        else:
+            code = 200
+        return Response(code, json.dumps(body).encode(), "application/json")
+
     def start(self) -> None:
-        self._httpd = _Server(self._address, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.5},
-            name="rpcdaemon-metrics",
-            daemon=True,
-        )
-        self._thread.start()
+        self._http.start()
         logger.info(
             "metrics on http://%s:%d/metrics (/healthz, /readyz)", self._address[0], self.port
         )
 
     def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self._httpd = None
+        self._http.stop()
 
 
 def install(

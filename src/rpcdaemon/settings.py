@@ -35,6 +35,19 @@ class NeutronConf:
 
 
 @dataclass(frozen=True)
+class NeutronApiSettings:
+    """The ONE set of Neutron API credentials and the call timeout, shared by every planner
+    plugin (one connection). ``cloud`` (clouds.yaml) wins; else ``auth`` from the plugins'
+    conffile (the L3Agent and DHCPAgent ones must agree). Both None = no credentials, which
+    ``rpcdaemon.config.preflight`` refuses. ``source`` says where they came from, for humans."""
+
+    cloud: str | None
+    auth: KeystoneAuth | None
+    source: str
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     plugins: tuple[str, ...] = ("L3Agent", "DHCPAgent")
     rpchost: str = "127.0.0.1"
@@ -42,6 +55,7 @@ class DaemonSettings:
     pidfile: str = "/var/run/rpcdaemon.pid"
     logfile: str = "/var/log/rpcdaemon.log"
     loglevel: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one object a line); see rpcdaemon.logsetup
     check_interval: float = 1.0
     cloud: str | None = None  # clouds.yaml cloud name; wins over conffile credentials
     dry_run: bool = False
@@ -50,6 +64,7 @@ class DaemonSettings:
     full_resync_interval: float = 1800.0  # read every binding at least this often
     metrics_address: str | None = None  # "host:port" for /metrics and /healthz; None = off
     coordination_url: str | None = None  # tooz backend URL; None = single instance
+    pause_file: str = "/var/lib/rpcdaemon/pause.json"  # rpcdaemon pause, without Redis
     reconnect_max_backoff: float = 30.0
     prefetch: int = 100
     # -d / dump subcommand: no detach, logs to stderr, Dump prints to stdout
@@ -96,4 +111,5 @@ class Settings:
     l3: AgentPluginSettings | None = None
     dhcp: AgentPluginSettings | None = None
     dump: DumpSettings | None = None
+    api: NeutronApiSettings | None = None  # None when no planner plugin (L3Agent/DHCPAgent)
     warnings: tuple[str, ...] = ()  # non-fatal findings of the loader (e.g. conffile missing)

@@ -1,24 +1,25 @@
 """Operations end to end: leader election between two daemon processes over the real Redis,
-and the /healthz, /readyz and /metrics endpoints of a running daemon.
+etcd and ZooKeeper (the same test on each), and the /healthz, /readyz and /metrics endpoints
+of a running daemon.
 
 Both tests run the real daemon (``python -m rpcdaemon -d``) against the simulated Neutron
 (HTTP) with simulated L3 agents heartbeating on the real RabbitMQ, as the other e2e suites
-do. The election uses the daemon's own tooz group and lock names; every test gets its own
-Redis key namespace (tooz's ``namespace`` URL option) so that it cannot meet another run's
-daemons, and deletes those keys afterwards.
+do. The election uses the daemon's own tooz group and lock names; on Redis and ZooKeeper
+every test gets its own key namespace (tooz's ``namespace`` URL option) so that it cannot
+meet another run's daemons, and deletes those keys afterwards (tooz's etcd driver has no
+namespace: the test waits for a leftover lock to expire). See tests/coordination_backends.py.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
-import redis
 
 from rpcdaemon.sim.resources import L3_AGENT
+from tests import coordination_backends
+from tests.coordination_backends import ElectionStore, election_store
 from tests.e2e.harness import (
     DaemonProcess,
     MetricsEndpoint,
@@ -39,34 +40,15 @@ EXECUTED = r"\[L3Agent\] (?:add|remove) router \S+ (?:to|from) agent"
 STANDBY = r"\[L3Agent\] standby: the leader should run \d+ task"
 
 
-@dataclass(frozen=True)
-class Coordination:
-    url: str  # for coordination_url
-    namespace: str
-    client: redis.Redis
-
-    @property
-    def lock_key(self) -> str:
-        """Where tooz keeps the daemon's election lock (group ``rpcdaemon``)."""
-        return f"{self.namespace}_rpcdaemon.leader_lock"
-
-
-@pytest.fixture
-def coordination(redis_url: str) -> Iterator[Coordination]:
-    """The real Redis with a key namespace of our own; its keys are deleted afterwards.
+@pytest.fixture(params=coordination_backends.ALL)
+def coordination(request: pytest.FixtureRequest) -> Iterator[ElectionStore]:
+    """A real backend (Redis, etcd, ZooKeeper) and where the daemons' lock lives on it.
 
     Ask for it before ``make_rig``: fixtures are torn down in reverse order, so the keys
     are deleted only after the daemons have stopped (deleting a live lock makes its
     holder step down, as it should)."""
-    namespace = f"rpcdaemon-e2e-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Coordination(f"{redis_url}?namespace={namespace}", namespace, client)
-        keys = list(client.scan_iter(match=f"{namespace}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with election_store(coordination_backends.backend(str(request.param))) as store:
+        yield store
 
 
 @pytest.fixture
@@ -102,9 +84,8 @@ def _sigkill(rig: Rig, daemon: DaemonProcess) -> None:
     rig.daemons.remove(daemon)
 
 
-@pytest.mark.redis
 def test_two_daemons_elect_one_leader_and_the_standby_takes_over_after_a_crash(
-    coordination: Coordination, make_rig: Callable[..., Rig], endpoints: list[MetricsEndpoint]
+    coordination: ElectionStore, make_rig: Callable[..., Rig], endpoints: list[MetricsEndpoint]
 ) -> None:
     # 0.1 s per API call: the leader's moves take a moment, so the standby, which sees the
     # same death at about the same time, still finds them to do (and says it will not)
@@ -175,7 +156,7 @@ def test_two_daemons_elect_one_leader_and_the_standby_takes_over_after_a_crash(
     assert metrics[standby].value("rpcdaemon_actions_total") is None
 
     # the leader crashes without releasing the lock: the standby takes over after the lease
-    crashed_token = coordination.client.get(coordination.lock_key)
+    crashed_token = coordination.owner()
     assert crashed_token is not None
     killed_at = time.monotonic()
     _sigkill(rig, daemons[leader])
@@ -184,7 +165,7 @@ def test_two_daemons_elect_one_leader_and_the_standby_takes_over_after_a_crash(
         if _leader(metrics[standby]) != 1.0:
             return False
         # never two owners: the standby reports leader only once the lock is its own
-        assert coordination.client.get(coordination.lock_key) != crashed_token
+        assert coordination.owner() != crashed_token
         return True
 
     took_over_at = wait_until(
@@ -221,14 +202,15 @@ def test_two_daemons_elect_one_leader_and_the_standby_takes_over_after_a_crash(
     assert rig.router_moves() - moves_before == 2 * len(second_routers)
     assert new_leader.count(EXECUTED) == 2 * len(second_routers)
     assert new_leader.lines("ERROR") == []
-    assert coordination.client.exists(coordination.lock_key) == 1
+    assert coordination.owner() is not None
 
     # a clean stop releases the lock (a standby would take over at its next round)
     new_leader.assert_clean_exit()
-    assert coordination.client.exists(coordination.lock_key) == 0
+    assert coordination.owner() is None
     measure(
         "leader-takeover-after-sigkill",
         takeover,
+        backend=coordination.backend.name,
         lease="10s",
         first_moved=len(first_routers),
         second_moved=len(second_routers),

@@ -128,6 +128,7 @@ def start(amqp_url: str) -> Iterator[Callable[..., Running]]:
         exclusive: bool = False,
         expires: float = 60.0,
         url: str | None = None,
+        **consumer_kwargs: Any,
     ) -> Running:
         inbox: queue.Queue[BusMessage] = queue.Queue()
         spec = QueueSpec(
@@ -137,7 +138,9 @@ def start(amqp_url: str) -> Iterator[Callable[..., Running]]:
             handler=handler or inbox.put,
             exclusive=exclusive,
         )
-        running = Running(url or amqp_url, [spec], inbox, reconnect_max_backoff=2.0)
+        running = Running(
+            url or amqp_url, [spec], inbox, reconnect_max_backoff=2.0, **consumer_kwargs
+        )
         running.spec = spec  # type: ignore[attr-defined]
         started.append(running)
         return running
@@ -389,3 +392,146 @@ def test_queue_deleted_behind_our_back_is_redeclared(
     publish(amqp_url, exchange_name, "q-reports-plugin", json.dumps({"method": "m", "args": {}}))
     assert running.get().method == "m"
     assert running.changes == [True, False, True]
+
+
+# --- hostile input at the edge ---------------------------------------------------------
+
+SECRET = "hunter2-CANARY-amqp"
+
+
+def vm_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def publish_with_headers(
+    url: str, exchange: str, key: str, body: bytes, headers: dict[str, Any]
+) -> None:
+    with Connection(url) as conn:
+        Producer(conn.default_channel).publish(
+            body,
+            exchange=exchange,
+            routing_key=key,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers=headers,
+        )
+
+
+def test_compressed_bodies_are_refused_before_kombu_inflates_them(
+    amqp_url: str, exchange_name: str, start: Callable[..., Running]
+) -> None:
+    import bz2
+    import zlib
+
+    from kombu import compression
+
+    inflated: list[int] = []
+
+    def decoder(body: bytes) -> bytes:  # a fake codec: records that kombu inflated a body
+        inflated.append(len(body))
+        return body
+
+    compression.register(lambda b: b, decoder, "application/x-rpcdaemon-test")
+    bomb = b"[" + b" " * (64 * 1024 * 1024 - 2) + b"]"  # 64 MiB of JSON once inflated
+    bodies = [
+        (b'{"method": "m", "args": {}}', "application/x-rpcdaemon-test"),
+        (bz2.compress(bomb, 9), "application/x-bz2"),
+        (zlib.compress(bomb, 9), "application/x-gzip"),
+    ]
+    assert all(len(body) < 100_000 for body, _ in bodies)
+    running = start((Binding(exchange_name, "q-reports-plugin"),))
+    assert running.up.wait(10)
+    before = vm_rss_kib()
+    for body, kind in bodies:
+        publish_with_headers(
+            amqp_url, exchange_name, "q-reports-plugin", body, {"compression": kind}
+        )
+    publish(amqp_url, exchange_name, "q-reports-plugin", json.dumps({"method": "ok", "args": {}}))
+    assert running.get().method == "ok"
+    assert running.stats.snapshot().get("rejected.compressed") == 3
+    assert inflated == [], "kombu inflated a compressed body before our screen"
+    assert vm_rss_kib() - before < 32 * 1024, "memory grew: a bomb was inflated"
+    name = running.spec.name  # type: ignore[attr-defined]
+    assert wait_until(lambda: queue_state(amqp_url, name) == (0, 1))  # all acked
+
+
+def test_the_size_limit_applies_to_raw_bytes(
+    amqp_url: str, exchange_name: str, start: Callable[..., Running]
+) -> None:
+    running = start((Binding(exchange_name, "k"),), max_size=1000)
+    assert running.up.wait(10)
+    padded = json.dumps({"method": "big", "args": {"pad": "x" * 2000}})
+    publish(amqp_url, exchange_name, "k", padded)
+    publish(amqp_url, exchange_name, "k", json.dumps({"method": "small", "args": {}}))
+    assert running.get().method == "small"
+    assert running.stats.snapshot().get("rejected.too_large") == 1
+
+
+def test_rejections_log_reasons_and_sizes_never_values(
+    amqp_url: str,
+    exchange_name: str,
+    start: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="rpcdaemon")
+    running = start((Binding(exchange_name, "#"),))
+    assert running.up.wait(10)
+    state = {"host": {"password": SECRET}, "agent_type": "L3 agent"}
+    bad = {"method": "report_state", "args": {"agent_state": {"agent_state": state}}}
+    publish(amqp_url, exchange_name, "q-plugin", json.dumps(bad))
+    publish(amqp_url, exchange_name, f"key.{SECRET}.\n", SECRET)
+    publish(amqp_url, exchange_name, "q-plugin", json.dumps({"method": [SECRET]}))
+    publish(amqp_url, exchange_name, "q-plugin", json.dumps({"method": "ok", "args": {}}))
+    assert running.get().method == "ok"
+    assert wait_until(lambda: running.stats.snapshot().get("rejected", 0) == 3)
+    text = caplog.text
+    assert "bad_heartbeat" in text and "not_json" in text
+    assert SECRET not in text and "hunter2" not in text
+
+
+def test_consumer_lag_is_measured_reported_and_logged_once_each_way(
+    amqp_url: str,
+    exchange_name: str,
+    start: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from rpcdaemon.core.events import ConsumerLag
+
+    caplog.set_level(logging.INFO, logger="rpcdaemon")
+    lags: list[ConsumerLag] = []
+    done = threading.Event()
+    count = 1000
+
+    def slow(message: BusMessage) -> None:
+        time.sleep(0.004)  # about 250 messages a second
+        if message.args.get("i") == count - 1:
+            done.set()
+
+    running = start(
+        (Binding(exchange_name, "k"),),
+        handler=slow,
+        on_lag=lags.append,
+        lag_interval=0.2,
+        lag_log_seconds=1.0,
+        prefetch=10,
+    )
+    assert running.up.wait(10)
+    with Connection(amqp_url) as conn:
+        producer = Producer(conn.default_channel)
+        for i in range(count):
+            producer.publish(
+                json.dumps({"method": "m", "args": {"i": i}}),
+                exchange=exchange_name,
+                routing_key="k",
+                content_type="application/json",
+            )
+    assert done.wait(30)
+    assert wait_until(lambda: bool(lags) and lags[-1] == ConsumerLag(0, 0.0), timeout=5)
+    peak = max(lags, key=lambda lag: lag.seconds)
+    assert peak.messages > 300 and peak.seconds >= 1.0, peak
+    assert running.consumer.lag == ConsumerLag(0, 0.0)
+    assert caplog.text.count("our consumer lags") == 1
+    assert caplog.text.count("our consumer caught up") == 1

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -68,7 +69,7 @@ def publish(
 
 
 class Daemon:
-    def __init__(self, cfg: Path, log: Path) -> None:
+    def __init__(self, cfg: Path, log: Path, *, umask: int = -1) -> None:
         self.log = log
         self._stderr = open(log, "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -77,6 +78,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,
+            umask=umask,
         )
         self._out: list[str] = []
         self._lock = threading.Lock()
@@ -167,7 +169,15 @@ def test_dump_process_prints_every_kind_redacted_and_survives_garbage(
             "oslo.message": json.dumps(
                 {
                     "method": "report_state",
-                    "args": {"agent_state": {"agent_state": {"host": "netX", "password": "pw1"}}},
+                    "args": {
+                        "agent_state": {
+                            "agent_state": {
+                                "host": "netX",
+                                "agent_type": "L3 agent",
+                                "password": "pw1",
+                            }
+                        }
+                    },
                     "_context_auth_token": SECRET,
                     "_context_user_name": "admin",
                 }
@@ -267,3 +277,79 @@ def test_dump_process_refuses_a_2014_filter(tmp_path: Path, amqp_url: str) -> No
     )
     assert proc.returncode != 0
     assert "method == 'report_state'" in proc.stderr
+
+
+def test_dump_process_output_is_private_and_its_log_is_clean(
+    tmp_path: Path, amqp_url: str, exchange_name: str
+) -> None:
+    """Foreground, umask 0 (the worst case): [Dump] output is created 0600; hostile content
+    (secrets in AMQP headers and in a multi-host URL, control characters) is masked in the
+    output and can neither forge a line nor send escapes to the log on stderr."""
+    output = tmp_path / "dump.jsonl"
+    cfg = tmp_path / "rpcdaemon.conf"
+    cfg.write_text(
+        "[Daemon]\nplugins = Dump\n"
+        f"rpchost = {amqp_url}\n"
+        f"logfile = {tmp_path / 'rpcdaemon.log'}\n"
+        f"[Dump]\nloglevel = DEBUG\nqueue = {exchange_name}\noutput = {output}\n"
+    )
+    daemon = Daemon(cfg, tmp_path / "stderr.log", umask=0)
+    try:
+        assert daemon.wait_for(lambda: "consuming from" in daemon.stderr()), daemon.stderr()
+        hostile = "net1\n2026-11-24T06:00:00.000+00:00 1 CRITICAL rpcdaemon FORGED\x1b[2J"
+        body = {
+            "method": "report_state",
+            "args": {
+                "agent_state": {
+                    "agent_state": {
+                        "host": "net1",
+                        "agent_type": "L3 agent",
+                        "configurations": {"banner": hostile},
+                    }
+                },
+                "transport_url": "rabbit://u:pwA@h1:5672,u:pwB@h2:5672/",
+                "note": "password=pwC X-Auth-Token: pwD",
+            },
+        }
+        with Connection(amqp_url) as conn:
+            Producer(conn.default_channel).publish(
+                json.dumps(body).encode(),
+                exchange=exchange_name,
+                routing_key="q-reports-plugin",
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers={"Authorization": "Bearer pwE", "x-trace": "t-1"},
+            )
+            publish(conn, exchange_name, "q-plugin", b'{"method": "x\\u001b[2J\\nFORGED"')
+        assert daemon.wait_for(lambda: output.exists() and output.read_text().count("\n") >= 1)
+        assert stat.S_IMODE(output.stat().st_mode) == 0o600
+        text = output.read_text()
+        assert not [s for s in ("pwA", "pwB", "pwC", "pwD", "pwE") if s in text], text
+        doc = json.loads(text.splitlines()[0])
+        assert doc["args"]["transport_url"] == "rabbit://u:***@h1:5672,u:***@h2:5672/"
+        assert doc["properties"]["application_headers"]["x-trace"] == "t-1"
+        state = doc["args"]["agent_state"]["agent_state"]
+        assert state["configurations"]["banner"] == hostile  # data, printed as JSON
+    finally:
+        assert daemon.stop() == 0
+    log = daemon.stderr()
+    assert "\x1b" not in log and "pwE" not in log
+    assert not [line for line in log.splitlines() if "FORGED" in line.split(" ", 1)[0]]
+
+
+def test_dump_process_refuses_a_double_quoted_filter(tmp_path: Path, amqp_url: str) -> None:
+    cfg = tmp_path / "quoted.conf"
+    cfg.write_text(
+        "[Daemon]\nplugins = Dump\n"
+        f"rpchost = {amqp_url}\n"
+        '[Dump]\nqueue = neutron\nfilter = method == "report_state"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rpcdaemon", "-d", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "method == 'report_state'" in proc.stderr and "single quotes" in proc.stderr

@@ -8,6 +8,7 @@ second actor that end quietly (the next pass re-plans).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +16,16 @@ import pytest
 
 from rpcdaemon.adapters.neutron import NeutronAdapter, connect
 from rpcdaemon.core.actions import Plan, Task, add_network, add_router, remove_router
+from rpcdaemon.core.backoff import Backoff
 from rpcdaemon.core.ids import AgentId, NetworkId, RouterId
 from rpcdaemon.runtime.executor import ActionResult, Executor, Outcome
-from rpcdaemon.settings import AgentPluginSettings, DaemonSettings
+from rpcdaemon.settings import NeutronApiSettings
 from rpcdaemon.sim.api import FaultPlan, SimNeutronServer
 from rpcdaemon.sim.cloud import SimCloud
 from rpcdaemon.sim.resources import DHCP_AGENT, L3_AGENT
 
-FAST = (0.01, 0.02, 0.04)
+FAST = Backoff(0.01, 0.04)  # 0.01, 0.02, 0.04 s between 4 attempts
+FAST_KW: dict[str, object] = {"backoff": FAST, "attempts": 4}
 
 
 class Clock:
@@ -64,7 +67,7 @@ def neutron(
         f"    network_endpoint_override: {server.network_url}\n"
     )
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    return connect(AgentPluginSettings(name="L3Agent", timeout=5.0), DaemonSettings(cloud="sim"))
+    return connect(NeutronApiSettings(cloud="sim", auth=None, source="test", timeout=5.0))
 
 
 def move(router: str, source: str, target: str) -> Task:
@@ -85,7 +88,9 @@ def three_agents_one_router(cloud: SimCloud, clock: Clock) -> tuple[str, str, st
 
 def test_a_move_removes_then_adds(cloud: SimCloud, clock: Clock, neutron: NeutronAdapter) -> None:
     a, b, _, router = three_agents_one_router(cloud, clock)
-    results = Executor(neutron, backoffs=FAST).run(Plan("L3Agent", (move(router, a, b),)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(
+        Plan("L3Agent", (move(router, a, b),))
+    )
     assert [r.outcome for r in results] == [Outcome.OK]
     assert [x.action.verb.value for x in results[0].results] == ["remove_router", "add_router"]
     assert cloud.router_agents(router) == {b}
@@ -104,7 +109,9 @@ def test_temporary_errors_are_retried_with_backoff(
         return False
 
     server.faults = FaultPlan(rate_503=1.0, only=only)
-    results = Executor(neutron, backoffs=FAST).run(Plan("L3Agent", (move(router, a, b),)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(
+        Plan("L3Agent", (move(router, a, b),))
+    )
     add = results[0].results[1]
     assert add.outcome is Outcome.OK and add.attempts == 3
     assert cloud.router_agents(router) == {b}
@@ -117,10 +124,12 @@ def test_retries_are_bounded_and_the_failure_reported(
     server.faults = FaultPlan(
         rate_503=1.0, only=lambda m, t: m == "POST" and t.endswith("/l3-routers")
     )
-    results = Executor(neutron, backoffs=FAST).run(Plan("L3Agent", (move(router, a, b),)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(
+        Plan("L3Agent", (move(router, a, b),))
+    )
     assert results[0].outcome is Outcome.FAILED
     add = results[0].results[1]
-    assert add.outcome is Outcome.FAILED and add.attempts == len(FAST) + 1
+    assert add.outcome is Outcome.FAILED and add.attempts == 4
     # Removed but not added: an unhosted router, which the next pass schedules.
     assert cloud.router_agents(router) == set()
 
@@ -132,7 +141,9 @@ def test_a_500_after_the_binding_was_saved_counts_as_done(
     # b's process is gone: router_added_to_agent (an RPC call) times out twice, Neutron
     # answers 500 -- but it committed the binding first.
     cloud.set_agent_process(b, False)
-    results = Executor(neutron, backoffs=FAST).run(Plan("L3Agent", (move(router, a, b),)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(
+        Plan("L3Agent", (move(router, a, b),))
+    )
     add = results[0].results[1]
     assert add.outcome is Outcome.OK and add.attempts == 1
     assert "saved" in add.detail
@@ -144,7 +155,9 @@ def test_a_source_agent_alive_again_stops_its_moves(
 ) -> None:
     a, b, _, router = three_agents_one_router(cloud, clock)
     cloud.heartbeat("net1", L3_AGENT)  # it came back before we got to it
-    results = Executor(neutron, backoffs=FAST).run(Plan("L3Agent", (move(router, a, b),)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(
+        Plan("L3Agent", (move(router, a, b),))
+    )
     assert results[0].outcome is Outcome.SKIPPED
     assert "alive again" in results[0].detail
     assert cloud.router_agents(router) == {a}
@@ -157,8 +170,8 @@ def test_a_heartbeat_seen_on_the_bus_stops_moves_without_an_api_read(
     second = cloud.add_router("r2")["id"]
     cloud.add_router_to_agent(a, second)
     server.calls.reset()
-    executor = Executor(neutron, backoffs=FAST, max_concurrency=1)
-    executor.set_agent_is_back(lambda agent: agent == a)
+    executor = Executor(neutron, backoff=FAST, attempts=4, max_concurrency=1)
+    executor.set_agent_is_back(lambda agent, since: agent == a)
     plan = Plan("L3Agent", (move(router, a, b), move(second, a, c)))
     results = executor.run(plan)
     assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.SKIPPED]
@@ -174,7 +187,7 @@ def test_a_router_moved_by_someone_else_ends_quietly(
     cloud.remove_router_from_agent(a, router)
     cloud.add_router_to_agent(c, router)
     seen: list[ActionResult] = []
-    results = Executor(neutron, backoffs=FAST, on_action=seen.append).run(
+    results = Executor(neutron, backoff=FAST, attempts=4, on_action=seen.append).run(
         Plan("L3Agent", (move(router, a, b),))
     )
     remove, add = results[0].results
@@ -190,7 +203,7 @@ def test_dhcp_already_hosted_is_success(cloud: SimCloud, neutron: NeutronAdapter
     network = cloud.add_network("n1")["id"]
     cloud.add_network_to_agent(agent, network)
     task = Task((add_network(NetworkId(network), AgentId(agent), "replicate"),), "replicate")
-    results = Executor(neutron, backoffs=FAST).run(Plan("DHCPAgent", (task,)))
+    results = Executor(neutron, backoff=FAST, attempts=4).run(Plan("DHCPAgent", (task,)))
     assert results[0].outcome is Outcome.OK
     assert cloud.network_agents(network) == {agent}
 
@@ -229,7 +242,7 @@ def test_concurrency_is_bounded(
         def remove_router(self, agent_id: AgentId, router_id: RouterId) -> None:
             self._wrap("remove_router", agent_id, router_id)
 
-    executor = Executor(Counting(neutron), backoffs=FAST, max_concurrency=3)  # type: ignore[arg-type]
+    executor = Executor(Counting(neutron), backoff=FAST, attempts=4, max_concurrency=3)  # type: ignore[arg-type]
     results = executor.run(Plan("L3Agent", tuple(move(r, a, b) for r in routers)))
     assert all(r.outcome is Outcome.OK for r in results)
     assert 1 < in_flight[1] <= 3
@@ -249,7 +262,7 @@ def test_a_leader_that_steps_down_mid_plan_stops_acting(
         seen.append(result)
         leader[0] = False  # the election backend is lost after the first action
 
-    executor = Executor(neutron, backoffs=FAST, max_concurrency=1, on_action=observe)
+    executor = Executor(neutron, backoff=FAST, attempts=4, max_concurrency=1, on_action=observe)
     executor.set_is_leader(lambda: leader[0])
     server.calls.reset()
     results = executor.run(Plan("L3Agent", (move(router, a, b), move(second, a, b))))
@@ -281,10 +294,62 @@ def test_retry_after_is_honoured() -> None:
     port = _RetryAfterOnce()
     executor = Executor(
         port,  # type: ignore[arg-type]
-        backoffs=FAST,
+        backoff=FAST,
+        attempts=4,
         sleep=lambda s: waits.append(s) or False,
     )
     task = Task((add_router(RouterId("r"), AgentId("b"), "test"),), "test")
     results = executor.run(Plan("L3Agent", (task,)))
     assert results[0].outcome is Outcome.OK and port.adds == 2
     assert waits == [0.3]  # the server's Retry-After, not our first backoff (0.01 s)
+
+
+class SlowAdds:
+    """Router adds take ``delay`` seconds (an agent that is slow to answer its RPC)."""
+
+    def __init__(self, inner: NeutronAdapter, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def add_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        time.sleep(self.delay)
+        self.inner.add_router(agent_id, router_id)
+
+
+def test_submit_returns_at_once_and_refuses_a_resource_in_flight(
+    cloud: SimCloud, clock: Clock, neutron: NeutronAdapter
+) -> None:
+    a, b, c, router = three_agents_one_router(cloud, clock)
+    executor = Executor(SlowAdds(neutron, 0.5), **FAST_KW)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    accepted = executor.submit("L3Agent", (move(router, a, b),), since=1.0)
+    assert len(accepted) == 1 and time.monotonic() - t0 < 0.3  # handed over, not run
+    assert executor.busy() == {router} and executor.in_flight == 1
+    assert executor.submit("L3Agent", (move(router, a, c),), since=2.0) == []
+    assert executor.wait_idle(10)
+    (result,) = executor.take_finished()
+    assert result.outcome is Outcome.OK and result.plugin == "L3Agent"
+    assert cloud.router_agents(router) == {b}
+    assert executor.busy() == frozenset() and executor.take_finished() == []
+    assert executor.dead_threads() == ()
+
+
+def test_shutdown_finishes_the_move_in_flight_and_starts_no_other(
+    cloud: SimCloud, clock: Clock, neutron: NeutronAdapter
+) -> None:
+    a, b, _, router = three_agents_one_router(cloud, clock)
+    second = cloud.add_router("r2")["id"]
+    cloud.add_router_to_agent(a, second)
+    stop = threading.Event()
+    executor = Executor(SlowAdds(neutron, 0.5), max_concurrency=1, stop=stop, **FAST_KW)  # type: ignore[arg-type]
+    executor.submit("L3Agent", (move(router, a, b), move(second, a, b)), since=1.0)
+    time.sleep(0.2)  # the first task removed the router and is adding it
+    stop.set()
+    assert executor.shutdown(10)
+    outcomes = {r.task.resources: r.outcome for r in executor.take_finished()}
+    assert outcomes == {frozenset({router}): Outcome.OK, frozenset({second}): Outcome.SKIPPED}
+    assert cloud.router_agents(router) == {b}  # never left unhosted
+    assert cloud.router_agents(second) == {a}  # never started

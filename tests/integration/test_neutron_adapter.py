@@ -19,7 +19,7 @@ from rpcdaemon.core.errors import (
     TemporaryError,
 )
 from rpcdaemon.core.ids import AgentId, NetworkId, RouterId
-from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, KeystoneAuth, NeutronConf
+from rpcdaemon.settings import KeystoneAuth, NeutronApiSettings
 from rpcdaemon.sim.api import FaultPlan, SimNeutronServer
 from rpcdaemon.sim.cloud import SimCloud
 
@@ -86,17 +86,14 @@ def noauth_adapter(
     network_endpoint_override: {server.network_url}
 """,
     )
-    return connect(
-        AgentPluginSettings(name="L3Agent", timeout=timeout),
-        DaemonSettings(cloud="sim"),
-        observer=observer,
-    )
+    return connect(api(cloud="sim", timeout=timeout), observer=observer)
 
 
-def plugin_with(auth: KeystoneAuth) -> AgentPluginSettings:
-    return AgentPluginSettings(
-        name="DHCPAgent", neutron=NeutronConf(path="/etc/neutron/neutron.conf", auth=auth)
-    )
+def api(
+    *, cloud: str | None = None, auth: KeystoneAuth | None = None, timeout: float = 20.0
+) -> NeutronApiSettings:
+    """The daemon-level Neutron API settings, as the config loader resolves them."""
+    return NeutronApiSettings(cloud=cloud, auth=auth, source="test", timeout=timeout)
 
 
 @pytest.fixture
@@ -155,7 +152,10 @@ def test_snapshot_is_correct_and_costs_o_agents_calls(
     neutron_calls = {k: v for k, v in noauth.calls.snapshot().items() if k[1] != "/"}
     assert sum(neutron_calls.values()) == 4 + 2 + 2  # ("/" is the SDK's version discovery)
     assert {op for op, _, _ in observed.calls} >= {"list_agents", "list_agent_routers"}
-    assert adapter.last_success_at is not None
+    # one GET is observed once (the per-agent listings were counted twice)
+    assert len(observed.calls) == sum(neutron_calls.values())
+    assert observed.statuses("list_agent_routers") == ["200", "200"]
+    assert observed.statuses("list_agent_networks") == ["200", "200"]
 
     routers_only = adapter.snapshot(networks=False)
     assert routers_only.networks == {} and len(routers_only.routers) == 3
@@ -269,7 +269,7 @@ def test_connection_refused_is_temporary(tmp_path: Path, monkeypatch: pytest.Mon
     network_endpoint_override: http://127.0.0.1:{port}
 """,
     )
-    adapter = connect(AgentPluginSettings(name="L3Agent", timeout=2), DaemonSettings(cloud="gone"))
+    adapter = connect(api(cloud="gone", timeout=2))
     with pytest.raises(TemporaryError):
         adapter.snapshot()
 
@@ -295,7 +295,7 @@ def test_clouds_yaml_password_auth(
     identity_api_version: 3
 """,
     )
-    adapter = connect(AgentPluginSettings(name="L3Agent"), DaemonSettings(cloud="prod"))
+    adapter = connect(api(cloud="prod"))
     assert len(adapter.snapshot().agents) == 1
 
 
@@ -307,7 +307,7 @@ def test_cloud_wins_over_conffile_credentials(
     bad = KeystoneAuth(
         auth_url="http://127.0.0.1:1/v3", username="x", password="y", project_name="z"
     )
-    adapter = connect(plugin_with(bad), DaemonSettings(cloud="sim"))
+    adapter = connect(api(cloud="sim", auth=bad))
     assert len(adapter.snapshot().agents) == 1
 
 
@@ -321,7 +321,7 @@ def test_keystone_authtoken_credentials(cloud: SimCloud, keystone: SimNeutronSer
         region_name="RegionOne",
         interface="internal",
     )
-    adapter = connect(plugin_with(auth), DaemonSettings())
+    adapter = connect(api(auth=auth))
     assert [a.host for a in adapter.snapshot().agents.values()] == ["net1"]
 
 
@@ -331,7 +331,7 @@ def test_2014_admin_user_credentials_map_to_v3(cloud: SimCloud, keystone: SimNeu
     auth = KeystoneAuth(
         auth_url=v2, username="admin", password="secret", project_name="admin", source="admin_user"
     )
-    adapter = connect(plugin_with(auth), DaemonSettings())
+    adapter = connect(api(auth=auth))
     assert len(adapter.snapshot().agents) == 1
 
 
@@ -340,7 +340,7 @@ def test_wrong_password_is_permanent(keystone: SimNeutronServer) -> None:
         auth_url=keystone.auth_url, username="admin", password="wrong", project_name="admin"
     )
     observed = Observed()
-    adapter = connect(plugin_with(auth), DaemonSettings(), observer=observed)
+    adapter = connect(api(auth=auth), observer=observed)
     with pytest.raises(PermanentError) as err:
         adapter.snapshot()
     assert not isinstance(err.value, TemporaryError)
@@ -349,13 +349,13 @@ def test_wrong_password_is_permanent(keystone: SimNeutronServer) -> None:
 
 def test_no_credentials_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no credentials"):
-        connect(AgentPluginSettings(name="L3Agent"), DaemonSettings())
+        connect(api())
 
 
 def test_unknown_cloud_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clouds_yaml(tmp_path, monkeypatch, "clouds: {}\n")
     with pytest.raises(ConfigError, match="nope"):
-        connect(AgentPluginSettings(name="L3Agent"), DaemonSettings(cloud="nope"))
+        connect(api(cloud="nope"))
 
 
 @pytest.mark.parametrize(

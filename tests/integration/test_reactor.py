@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from rpcdaemon.adapters.codec import decode
 from rpcdaemon.adapters.neutron import connect
+from rpcdaemon.adapters.ports import NeutronPort
+from rpcdaemon.core.backoff import Backoff
 from rpcdaemon.core.events import BusMessage
+from rpcdaemon.core.ids import AgentId, RouterId
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.plugins.dhcpagent import DHCPAgentPlugin
 from rpcdaemon.plugins.l3agent import L3AgentPlugin
 from rpcdaemon.runtime.executor import Executor
 from rpcdaemon.runtime.reactor import Reactor
 from rpcdaemon.runtime.report import PassReport
-from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, Settings
+from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, NeutronApiSettings, Settings
 from rpcdaemon.sim import wire
 from rpcdaemon.sim.api import SimNeutronServer
 from rpcdaemon.sim.cloud import SimCloud
@@ -46,7 +49,14 @@ class Clocks:
 
 
 class World:
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **reactor_kw: object):
+    def __init__(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        wrap: Callable[[NeutronPort], NeutronPort] | None = None,
+        **reactor_kw: object,
+    ):
         self.clocks = Clocks()
         self.cloud = SimCloud(agent_down_time=ADT, clock=lambda: self.clocks.wall)
         for host in HOSTS:
@@ -72,7 +82,7 @@ class World:
             l3=section,
             dhcp=AgentPluginSettings(name="DHCPAgent", agent_down_time=ADT),
         )
-        neutron = connect(section, settings.daemon)
+        neutron = connect(NeutronApiSettings(cloud="sim", auth=None, source="test"))
         self.stop = threading.Event()
         self.reports: list[PassReport] = []
         policy = Policy(agent_down_time=ADT)
@@ -80,7 +90,12 @@ class World:
             planners=[L3AgentPlugin(settings), DHCPAgentPlugin(settings)],
             policies={L3_AGENT: policy, DHCP_AGENT: policy},
             neutron=neutron,
-            executor=Executor(neutron, backoffs=(0.01,), stop=self.stop),
+            executor=Executor(
+                wrap(neutron) if wrap is not None else neutron,
+                backoff=Backoff(0.01, 0.01),
+                attempts=2,
+                stop=self.stop,
+            ),
             stop=self.stop,
             clock=lambda: self.clocks.mono,
             wall=lambda: self.clocks.wall,
@@ -128,7 +143,12 @@ class World:
             self.beat()
             self.reactor.pump()
             self.reactor.tick(self.clocks.mono)
+            self.settle()
         return self.reports[first:]
+
+    def settle(self) -> None:
+        """Tasks run beside the reactor: let those handed over finish before time moves."""
+        assert self.reactor.executor.wait_idle(30), "tasks still in flight after 30 s"
 
     def connect(self) -> None:
         self.reactor.connection_changed(True)
@@ -308,3 +328,111 @@ def test_a_failure_that_persists_is_retried_with_growing_delays(world: World) ->
     gaps = [b.started - a.started for a, b in zip(failing, failing[1:], strict=False)]
     assert len(failing) < 15, len(failing)  # not one pass every 0.5 s
     assert gaps == sorted(gaps) or gaps[-1] >= gaps[0], gaps
+
+
+class HeldAdds:
+    """The executor's Neutron: router adds wait for ``release`` (a plan stuck in flight);
+    every write is logged as (verb, router)."""
+
+    def __init__(self, inner: NeutronPort) -> None:
+        self.inner = inner
+        self.release = threading.Event()
+        self.writes: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def remove_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        with self._lock:
+            self.writes.append(("remove", router_id))
+        self.inner.remove_router(agent_id, router_id)
+
+    def add_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        with self._lock:
+            self.writes.append(("add", router_id))
+        assert self.release.wait(30), "never released"
+        self.inner.add_router(agent_id, router_id)
+
+
+def test_passes_while_tasks_are_in_flight_give_no_resource_a_second_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[HeldAdds] = []
+
+    def wrap(inner: NeutronPort) -> NeutronPort:
+        held.append(HeldAdds(inner))
+        return held[0]  # type: ignore[return-value]
+
+    world = World(tmp_path, monkeypatch, wrap=wrap)
+    try:
+        settle(world)
+        gate = held[0]
+        world.silent.add("net1")
+        passes: list[PassReport] = []
+        # net1 dies: its 4 routers are handed over; their adds hang. Time goes on, and
+        # more passes run (a resync, a notification-like trigger) while they hang.
+        for _ in range(int(ADT) + 2):
+            world.clocks.advance(1)
+            world.beat()
+            world.reactor.pump()
+            report = world.reactor.tick(world.clocks.mono)
+            if report is not None:
+                passes.append(report)
+        assert world.reactor.executor.in_flight == 4
+        for _ in range(2):
+            world.reactor.schedule = world.reactor.schedule.call("test")
+            report = world.reactor.tick(world.clocks.mono)
+            assert report is not None and report.view is not None
+            passes.append(report)
+            # the snapshot shows the routers unhosted (removed, add pending): the planner
+            # would add them again; the guard leaves them to the tasks in flight
+            assert all(not report.view.router_bindings.get(RouterId(r)) for r in world.routers)
+            assert report.handed == 0 and not any(p.tasks for p in report.plans)
+        assert len([p for p in passes if p.view is not None]) >= 3
+        gate.release.set()
+        world.settle()
+        world.run_for(5)  # the follow-up verifies from fresh state
+        for router in world.routers:
+            assert gate.writes.count(("remove", router)) == 1, gate.writes
+            assert gate.writes.count(("add", router)) == 1, gate.writes
+        assert world.on("net1") == set()
+        assert world.on("net2") | world.on("net3") == set(world.routers)
+    finally:
+        world.close()
+
+
+def test_after_a_failed_snapshot_no_pass_runs_before_the_announced_backoff(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rpcdaemon.sim.api import FaultPlan
+
+    settle(world)
+    # net1 dies, and Neutron's agent list answers 503: every snapshot fails.
+    world.silent.add("net1")
+    world.server.faults = FaultPlan(
+        rate_503=1.0, only=lambda m, t: m == "GET" and t == "/v2.0/agents"
+    )
+    world.reactor.schedule = world.reactor.schedule.call("test")
+    with caplog.at_level(logging.INFO, logger="rpcdaemon.runtime"):
+        # failures at +1, +2, +4, +8 (then 8 s of backoff); net1 is declared dead at +11
+        reports = world.run_for(12)
+        world.server.faults = None
+        reports += world.run_for(8)
+    failed = [r for r in reports if r.error]
+    starts = [r.started for r in failed]
+    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [1.0, 2.0, 4.0]
+    announced = [r.getMessage() for r in caplog.records if "not sooner" in r.getMessage()]
+    assert [m.split("the next pass in ")[1] for m in announced] == [
+        "1s, not sooner",
+        "2s, not sooner",
+        "4s, not sooner",
+        "8s, not sooner",
+    ]
+    assert any("is DOWN" in r.getMessage() for r in caplog.records)
+    dead_pass = next(r for r in reports if "agent-dead" in r.trigger)
+    assert dead_pass.error is None
+    assert dead_pass.started == starts[-1] + 8.0  # when the backoff ended, not sooner
+    assert reports.index(dead_pass) == len(failed)  # no pass in between
+    assert any("a death waits for it too" in r.getMessage() for r in caplog.records)
+    assert world.on("net1") == set()

@@ -78,24 +78,66 @@ def test_run_takes_c_and_d_before_or_after_the_subcommand(
     assert_one_line_error(result, missing)
 
 
-def test_sample_config_passes_check_config(tmp_path: Path) -> None:
+LEGACY_NEUTRON_CONF = (
+    "[DEFAULT]\nadmin_user = neutron\nadmin_password = s3cret\nadmin_tenant_name = service\n"
+    "auth_url = http://keystone:35357/v2.0\n"
+)
+
+
+def with_conffile(text: str, conffile: Path) -> str:
+    out = text.replace("#conffile = /etc/neutron/neutron.conf", f"conffile = {conffile}")
+    return out.replace("conffile = /etc/neutron/neutron.conf", f"conffile = {conffile}")
+
+
+def test_sample_config_passes_check_config_once_it_has_credentials(tmp_path: Path) -> None:
     sample = rpcdaemon("sample-config")
     assert sample.returncode == 0 and "[Daemon]" in sample.stdout
+    bare = tmp_path / "bare.conf"
+    bare.write_text(sample.stdout)
+    bare.write_text(with_conffile(sample.stdout, tmp_path / "missing.conf"))
+    assert_one_line_error(
+        rpcdaemon("check-config", "-c", str(bare)), "[Daemon]", "no Neutron API credentials"
+    )
+    conffile = tmp_path / "neutron.conf"
+    conffile.write_text(LEGACY_NEUTRON_CONF)
     path = tmp_path / "sample.conf"
-    path.write_text(sample.stdout)
+    path.write_text(with_conffile(sample.stdout, conffile))
     check = rpcdaemon("check-config", "-c", str(path))
     assert check.returncode == 0, check.stderr
     assert f"{path}: OK" in check.stdout
 
 
-def test_check_config_of_the_2014_file_reports_meanings_and_warnings() -> None:
-    check = rpcdaemon("check-config", "-c", str(SEED))
+def test_check_config_of_the_2014_file_reports_meanings_and_warnings(tmp_path: Path) -> None:
+    conffile = tmp_path / "neutron.conf"
+    conffile.write_text(LEGACY_NEUTRON_CONF)
+    path = tmp_path / "rpcdaemon.conf"
+    path.write_text(with_conffile(SEED.read_text(), conffile))
+    check = rpcdaemon("check-config", "-c", str(path))
     assert check.returncode == 0, check.stderr
     assert "plugins: L3Agent DHCPAgent" in check.stdout
     assert "amqp://guest:***@127.0.0.1:5672//" in check.stdout  # password not shown
     assert "agent_down_time 75 s" in check.stdout
+    assert (
+        f"Neutron API credentials: [L3Agent] and [DHCPAgent] conffile {conffile} (admin_user: "
+        "user 'neutron', project 'service' at http://keystone:35357/v2.0)"
+    ) in check.stdout
+    assert "s3cret" not in check.stdout + check.stderr
     for line in check.stderr.splitlines():
         assert line.startswith("rpcdaemon: warning: ")
+
+
+def test_the_2014_file_without_credentials_is_refused_not_warned(tmp_path: Path) -> None:
+    missing = tmp_path / "no-neutron.conf"  # what /etc/neutron/neutron.conf is on this machine
+    path = tmp_path / "rpcdaemon.conf"
+    path.write_text(with_conffile(SEED.read_text(), missing))
+    assert_one_line_error(
+        rpcdaemon("check-config", "-c", str(path)),
+        str(path),
+        "[Daemon]",
+        "cloud",
+        "no Neutron API credentials",
+        f"[L3Agent] conffile {missing}",
+    )
 
 
 def test_dump_rejects_a_python_filter_on_the_command_line() -> None:
@@ -138,3 +180,29 @@ def test_main_returns_status_codes_in_process(
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_check_config_refuses_two_planners_with_different_credentials(tmp_path: Path) -> None:
+    files = []
+    for name, user in (("a.conf", "neutron"), ("b.conf", "other")):
+        conf = tmp_path / name
+        conf.write_text(
+            "[keystone_authtoken]\nauth_url = http://k:5000/v3\n"
+            f"username = {user}\npassword = pw\nproject_name = service\n"
+        )
+        files.append(str(conf))
+    path = tmp_path / "rpcdaemon.conf"
+    path.write_text(
+        "[Daemon]\nplugins = L3Agent DHCPAgent\n"
+        f"[L3Agent]\nconffile = {files[0]}\n[DHCPAgent]\nconffile = {files[1]}\n"
+    )
+    result = rpcdaemon("check-config", "-c", str(path))
+    assert_one_line_error(result, str(path), "[L3Agent]", "[DHCPAgent]", *files)
+    run = rpcdaemon("-c", str(path), "-d")
+    assert_one_line_error(run, str(path), "[L3Agent]", "[DHCPAgent]", *files)
+    same = tmp_path / "same.conf"
+    same.write_text(path.read_text().replace(files[1], files[0]))
+    ok = rpcdaemon("check-config", "-c", str(same))
+    assert ok.returncode == 0, ok.stderr
+    assert f"Neutron API credentials: [L3Agent] and [DHCPAgent] conffile {files[0]}" in ok.stdout
+    assert "'neutron'" in ok.stdout and "Neutron API timeout: 20 s" in ok.stdout

@@ -200,13 +200,35 @@ def test_heartbeat_from_1_0_shape_with_state_directly_under_agent_state() -> Non
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"agent_state": "x"},
+        {"agent_state": {"agent_state": {"host": "h"}}},
+        {"agent_state": {"agent_type": "L3 agent"}},
+        {"agent_state": {"host": 5, "agent_type": "L3 agent"}},
+    ],
+)
+def test_a_report_state_of_the_wrong_shape_is_rejected_and_never_a_heartbeat(
+    args: dict[str, Any],
+) -> None:
+    result = decode_json({"method": "report_state", "args": args})
+    assert isinstance(result, Rejection) and result.reason == "bad_heartbeat"
+    built = BusMessage(
+        kind=MessageKind.RPC_CAST,
+        exchange="neutron",
+        routing_key="q-reports-plugin",
+        envelope_version="1.0",
+        received_at=0.0,
+        method="report_state",
+        args=args,
+    )
+    assert heartbeat_from(built, received_wall=0.0) is None
+
+
+@pytest.mark.parametrize(
     "inner",
     [
-        {"method": "report_state", "args": {}},
-        {"method": "report_state", "args": {"agent_state": "x"}},
-        {"method": "report_state", "args": {"agent_state": {"agent_state": {"host": "h"}}}},
-        {"method": "report_state", "args": {"agent_state": {"agent_type": "L3 agent"}}},
-        {"method": "report_state", "args": {"agent_state": {"host": 5, "agent_type": "L3 agent"}}},
         {"method": "sync_routers", "args": {"host": "net1"}},
         {"event_type": "report_state", "payload": {}},
         {"result": "alive", "failure": None, "ending": True},

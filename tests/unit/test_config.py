@@ -246,7 +246,7 @@ ERRORS = [
         "[Daemon]\nplugins = Dump\ncheck_interval = -1\n",
         "Daemon",
         "check_interval",
-        ["greater than 0"],
+        ["'-1' is out of range", "from 0.05 to 60 s"],
     ),
     ("[Daemon]\nplugins = Dump\nloglevel = LOUD\n", "Daemon", "loglevel", ["DEBUG, INFO"]),
     ("[Daemon]\nplugins = Dump\ndry_run = maybe\n", "Daemon", "dry_run", ["boolean"]),
@@ -262,7 +262,7 @@ ERRORS = [
         "[Daemon]\nplugins = L3Agent\n[L3Agent]\nconffile =\nmax_dead_fraction = 2\n",
         "L3Agent",
         "max_dead_fraction",
-        ["at most 1"],
+        ["'2' is out of range", "from 0.01 to 1"],
     ),
     (
         "[Daemon]\nplugins = DHCPAgent\n[DHCPAgent]\nagents_per_network = some\n",
@@ -416,3 +416,192 @@ def test_dump_only_applies_command_line_values(tmp_path: Path) -> None:
     assert bare.dump is not None and bare.dump.queue == "neutron"
     with pytest.raises(ConfigError, match="--url"):
         config.dump_only(None, url="no such host")
+
+
+# -- one Neutron connection: one set of credentials, one timeout ----------------------------
+
+
+def neutron_conf(tmp_path: Path, name: str, user: str, password: str = "pw") -> str:
+    return write(
+        tmp_path,
+        f"""
+        [keystone_authtoken]
+        auth_url = http://keystone:5000/v3
+        username = {user}
+        password = {password}
+        project_name = service
+        """,
+        name,
+    )
+
+
+def two_planners(tmp_path: Path, l3_conf: str, dhcp_conf: str, extra: str = "") -> str:
+    return write(
+        tmp_path,
+        f"[Daemon]\nplugins = L3Agent DHCPAgent\n{extra}\n"
+        f"[L3Agent]\nconffile = {l3_conf}\n[DHCPAgent]\nconffile = {dhcp_conf}\n",
+    )
+
+
+def test_both_planners_with_different_conffile_credentials_is_an_error_naming_both(
+    tmp_path: Path,
+) -> None:
+    a = neutron_conf(tmp_path, "a.conf", "neutron")
+    b = neutron_conf(tmp_path, "b.conf", "other", password="secret-b")
+    path = two_planners(tmp_path, a, b)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    text = str(err.value)
+    for word in (path, "[L3Agent]", "[DHCPAgent]", a, b, "'neutron' vs 'other'"):
+        assert word in text
+    assert "secret-b" not in text and "\n" not in text
+
+
+def test_a_password_difference_is_named_without_the_password(tmp_path: Path) -> None:
+    a = neutron_conf(tmp_path, "a.conf", "neutron", password="pw-a")
+    b = neutron_conf(tmp_path, "b.conf", "neutron", password="pw-b")
+    with pytest.raises(ConfigError, match="password") as err:
+        config.load(two_planners(tmp_path, a, b))
+    assert "pw-a" not in str(err.value) and "pw-b" not in str(err.value)
+
+
+def test_same_credentials_in_two_files_give_one_api_setting(tmp_path: Path) -> None:
+    a = neutron_conf(tmp_path, "a.conf", "neutron")
+    b = neutron_conf(tmp_path, "b.conf", "neutron")
+    s = config.load(two_planners(tmp_path, a, b))
+    assert s.api is not None and s.api.auth is not None and s.api.cloud is None
+    assert s.api.auth.username == "neutron" and s.api.timeout == 20.0
+    assert "[L3Agent] and [DHCPAgent]" in s.api.source and a in s.api.source
+    assert "pw" not in s.api.source.replace("password", "")
+
+
+def test_cloud_wins_over_conflicting_conffiles(tmp_path: Path) -> None:
+    a = neutron_conf(tmp_path, "a.conf", "neutron")
+    b = neutron_conf(tmp_path, "b.conf", "other")
+    s = config.load(two_planners(tmp_path, a, b, "cloud = prod"))
+    assert s.api is not None
+    assert (s.api.cloud, s.api.auth) == ("prod", None)
+    assert "[Daemon] cloud = prod" in s.api.source
+
+
+def test_one_planner_with_credentials_serves_both(tmp_path: Path) -> None:
+    a = neutron_conf(tmp_path, "a.conf", "neutron")
+    s = config.load(two_planners(tmp_path, a, str(tmp_path / "missing.conf")))
+    assert s.api is not None and s.api.auth is not None
+    assert s.api.source.startswith("[L3Agent] conffile ")
+
+
+def test_no_planner_no_api_and_no_credentials_is_source_none(tmp_path: Path) -> None:
+    dump = write(tmp_path, "[Daemon]\nplugins = Dump\n", "dump.conf")
+    assert config.load(dump).api is None
+    s = config.load(two_planners(tmp_path, str(tmp_path / "x"), str(tmp_path / "y")))
+    assert s.api is not None and (s.api.cloud, s.api.auth, s.api.source) == (None, None, "none")
+
+
+@pytest.mark.parametrize(
+    ("daemon", "l3", "dhcp", "expected"),
+    [
+        ("", "", "", 20.0),
+        ("timeout = 7", "", "", 7.0),
+        ("", "timeout = 9", "", 9.0),
+        ("", "timeout = 9", "timeout = 9", 9.0),
+        ("timeout = 9", "timeout = 9", "", 9.0),
+        ("", "timeout = 9", "timeout = 10", None),
+        ("timeout = 7", "", "timeout = 10", None),
+    ],
+)
+def test_one_timeout_rule(
+    tmp_path: Path, daemon: str, l3: str, dhcp: str, expected: float | None
+) -> None:
+    path = write(
+        tmp_path,
+        f"[Daemon]\nplugins = L3Agent DHCPAgent\ncloud = c\n{daemon}\n"
+        f"[L3Agent]\n{l3}\n[DHCPAgent]\n{dhcp}\n",
+    )
+    if expected is None:
+        with pytest.raises(ConfigError, match="one timeout") as err:
+            config.load(path)
+        assert "timeout = 10" in str(err.value)
+        return
+    s = config.load(path)
+    assert s.api is not None and s.api.timeout == expected
+    assert s.l3 is not None and s.dhcp is not None
+    assert s.l3.timeout == s.dhcp.timeout == expected
+
+
+def test_a_utf8_bom_is_accepted_in_both_files(tmp_path: Path) -> None:
+    conf = tmp_path / "neutron.conf"
+    conf.write_bytes(
+        b"\xef\xbb\xbf[DEFAULT]\nagent_down_time = 30\n[keystone_authtoken]\n"
+        b"auth_url = http://k:5000/v3\nusername = u\npassword = p\nproject_name = s\n"
+    )
+    path = tmp_path / "bom.conf"
+    path.write_bytes(
+        b"\xef\xbb\xbf[Daemon]\nplugins = L3Agent\n[L3Agent]\nconffile = " + bytes(conf) + b"\n"
+    )
+    s = config.load(str(path))
+    assert s.l3 is not None and s.l3.agent_down_time == 30.0
+    assert s.api is not None and s.api.auth is not None and s.api.auth.username == "u"
+
+
+def test_preflight_accepts_what_the_daemon_can_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  known:\n    auth_type: none\n    auth:\n      endpoint: http://x\n"
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write(
+        tmp_path,
+        f"[Daemon]\nplugins = L3Agent Dump\ncloud = known\nmetrics_address = 127.0.0.1:{port}\n"
+        "coordination_url = redis://127.0.0.1:6379?timeout=5\n"
+        f"[Dump]\noutput = {tmp_path / 'out.jsonl'}\n",
+    )
+    settings = config.load(path)
+    config.preflight(settings)  # no exception
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}") as err:
+            config.preflight(settings)
+    assert (err.value.section, err.value.option) == ("Daemon", "metrics_address")
+    # A Dump-only daemon has no metrics server, no election, no Neutron API: not checked.
+    dump_only = write(tmp_path, "[Daemon]\nplugins = Dump\ncloud = nosuchcloud\n", "dump-only.conf")
+    config.preflight(config.load(dump_only))
+
+
+def test_coordination_url_password_is_not_shown(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "[Daemon]\nplugins = L3Agent\ncloud = c\ncoordination_url = nosuch://u:s3cret@h\n"
+    )
+    settings = config.load(path)
+    from rpcdaemon.config.preflight import check_coordination_url
+
+    with pytest.raises(ConfigError, match="no tooz driver 'nosuch'") as err:
+        check_coordination_url(path, str(settings.daemon.coordination_url))
+    assert "s3cret" not in str(err.value)
+
+
+def test_a_bad_default_section_value_is_reported_where_it_was_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "[DEFAULT]\ntimeout = 1e300\n[Daemon]\nplugins = L3Agent\ncloud = c\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert (err.value.section, err.value.option) == ("DEFAULT", "timeout")
+    assert "'1e300' is out of range" in str(err.value) and "from 1 to 3600 s" in str(err.value)
+
+
+def test_check_config_warns_when_only_a_foreground_run_could_work(tmp_path: Path) -> None:
+    from rpcdaemon.config.preflight import detached_warnings
+
+    path = write(
+        tmp_path,
+        f"[Daemon]\nplugins = Dump\npidfile = {tmp_path}/nodir/x.pid\nlogfile = {tmp_path}/l.log\n",
+    )
+    (line,) = detached_warnings(config.load(path))
+    assert "[Daemon] pidfile" in line and f"{tmp_path}/nodir does not exist" in line

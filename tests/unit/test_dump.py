@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
+import jmespath
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rpcdaemon.adapters.codec import decode
 from rpcdaemon.core.events import BusMessage, MessageKind
+from rpcdaemon.plugins import jsontext
 from rpcdaemon.plugins.base import Binding
 from rpcdaemon.plugins.dump import DumpPlugin, compile_filter, message_view
 from rpcdaemon.plugins.redact import MASK, redact
@@ -350,3 +355,93 @@ def test_amqp_timestamps_and_bytes_in_properties_are_printable_and_filterable() 
     [doc] = printed(out)
     assert doc["properties"]["timestamp"] == "2026-11-24T05:24:49"
     assert doc["properties"]["application_headers"] == {"raw": "bytes"}
+
+
+# -- issue 9: double quotes, depth, file mode -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "fixed"),
+    [
+        ('method == "report_state"', "method == 'report_state'"),
+        ('"report_state" == method', "'report_state' == method"),
+        (
+            'args.agent_state.agent_state.agent_type == "L3 agent" && kind != "reply"',
+            "args.agent_state.agent_state.agent_type == 'L3 agent' && kind != 'reply'",
+        ),
+    ],
+)
+def test_a_double_quoted_string_is_refused_with_the_right_spelling(old: str, fixed: str) -> None:
+    compile_filter(old.replace('"', "'"))  # the right spelling is accepted
+    with pytest.raises(ValueError) as info:
+        compile_filter(old)
+    text = str(info.value)
+    assert "\n" not in text and fixed in text and "single quotes" in text
+    # and the mistake really did match the wrong messages: method == <field report_state>
+    view = redact(message_view(capture("notification_network.create.end.json")), ())
+    assert jmespath.compile(old).search(view) is True  # a notification!
+    assert compile_filter(fixed).expression.search(view) is False
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "properties.\"content-type\" == 'application/json'",
+        "@.\"method\" == 'report_state'",
+        'args."agent-state".host',
+        "contains(keys(@), 'method')",
+    ],
+)
+def test_quoted_field_names_in_paths_are_still_accepted(good: str) -> None:
+    compile_filter(good)
+
+
+def deep_message(depth: int) -> BusMessage:
+    base = secret_call()
+    deep: Any = {"password": "hunter2", "leaf": "visible"}
+    for level in range(depth):
+        deep = [deep] if level % 2 else {"k": deep}
+    args = {**base.args, "deep": deep}
+    return dataclasses.replace(base, args=args, body={**base.body, "args": args})
+
+
+@pytest.mark.parametrize("depth", [600, 5000])
+def test_a_deeply_nested_message_is_printed_redacted(depth: int, tmp_path: Path) -> None:
+    out = io.StringIO()
+    make(foreground=True, stdout=out, filter="method == 'report_state'").observe(
+        deep_message(depth)
+    )
+    text = out.getvalue()
+    assert "visible" in text and "hunter2" not in text and '"password": "***"' in text
+    assert text.count("[") >= depth // 2 and text.startswith("{\n  ")
+    target = tmp_path / "dump.jsonl"
+    plugin = make(output=str(target))
+    plugin.observe(deep_message(depth))
+    plugin.close()
+    line = target.read_text()
+    assert line.count("\n") == 1 and "visible" in line and "hunter2" not in line
+
+
+def test_the_output_file_is_created_0600_whatever_the_umask(tmp_path: Path) -> None:
+    target = tmp_path / "dump.jsonl"
+    old = os.umask(0)
+    try:
+        plugin = make(output=str(target), foreground=True, stdout=io.StringIO())
+        plugin.observe(capture("report_state_cast.json"))
+        plugin.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+JSON_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(JSON_TREES, st.sampled_from([None, 2]))
+def test_the_iterative_encoder_writes_what_json_writes(value: Any, indent: int | None) -> None:
+    assert jsontext._dumps(value, indent) == json.dumps(value, sort_keys=True, indent=indent)
+    assert jsontext._to_jsonable(value) == json.loads(json.dumps(value))

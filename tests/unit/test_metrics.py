@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+import rpcdaemon
 from rpcdaemon.core.status import StatusSnapshot, age
 from rpcdaemon.metrics import (
     Metrics,
@@ -54,9 +56,6 @@ class Box:
 def test_event_counters_and_histograms() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
-    m.message_decoded()
-    m.message_decoded()
-    m.message_rejected("not_json")
     m.heartbeat("L3 agent")
     m.action(plugin="L3Agent", verb="add_router", result="already")
     m.api_call("add_router", "201", 0.04)
@@ -66,8 +65,6 @@ def test_event_counters_and_histograms() -> None:
     m.failover_duration("L3 agent", 12.0)
     m.breaker_trip("DHCP agent")
     v = reg.get_sample_value
-    assert v("rpcdaemon_messages_total", {"result": "decoded", "reason": ""}) == 2
-    assert v("rpcdaemon_messages_total", {"result": "rejected", "reason": "not_json"}) == 1
     assert v("rpcdaemon_heartbeats_total", {"agent_type": "L3 agent"}) == 1
     labels = {"plugin": "L3Agent", "verb": "add_router", "result": "already"}
     assert v("rpcdaemon_actions_total", labels) == 1
@@ -86,6 +83,20 @@ def test_event_counters_and_histograms() -> None:
     )
     assert v("rpcdaemon_failover_duration_seconds_sum", {"agent_type": "L3 agent"}) == 12.0
     assert v("rpcdaemon_breaker_trips_total", {"agent_type": "DHCP agent"}) == 1
+    assert "rpcdaemon_messages" not in {f.name for f in reg.collect()}  # dropped: no writer
+
+
+def test_every_event_metric_has_a_writer_in_the_daemon() -> None:
+    """Issue 10: a family nobody writes is a lie on the dashboard."""
+    src = Path(rpcdaemon.__file__).parent
+    code = "\n".join(
+        p.read_text() for p in src.rglob("*.py") if p.name != "metrics.py" and "sim" not in p.parts
+    )
+    methods = [n for n, f in vars(Metrics).items() if callable(f) and not n.startswith("_")]
+    assert len(methods) == 7
+    unused = [n for n in methods if f".{n}(" not in code and f".{n}," not in code]
+    unused = [n for n in unused if f"=metrics.{n}" not in code]
+    assert unused == []
 
 
 def test_status_gauges_follow_the_snapshot_at_scrape_time() -> None:
@@ -109,6 +120,39 @@ def test_status_gauges_follow_the_snapshot_at_scrape_time() -> None:
     assert v("rpcdaemon_routers_on_dead_agents") == 0
     never = v("rpcdaemon_last_pass_age_seconds")
     assert never is not None and math.isnan(never)
+
+
+def test_health_gauges_follow_the_snapshot() -> None:
+    reg = CollectorRegistry()
+    box = Box(HEALTHY)
+    install(reg, box, clock=lambda: NOW)
+    v = reg.get_sample_value
+    assert v("rpcdaemon_tick_failures") == 0
+    assert v("rpcdaemon_dead_threads") == 0
+    assert v("rpcdaemon_unknown_agents") == 0
+    lag_messages, lag_seconds = (
+        v("rpcdaemon_consumer_lag_messages"),
+        v("rpcdaemon_consumer_lag_seconds"),
+    )
+    assert lag_messages is not None and math.isnan(lag_messages)  # not measured
+    assert lag_seconds is not None and math.isnan(lag_seconds)
+    box.snap = replace(
+        HEALTHY,
+        tick_failures=4,
+        last_tick_error="KeyError('x')",
+        watched_threads=("reactor", "bus-consumer", "elector"),
+        dead_threads=("bus-consumer",),
+        consumer_lag_messages=120,
+        consumer_lag_seconds=3.5,
+        unknown_agents=2,
+    )
+    assert v("rpcdaemon_tick_failures") == 4
+    assert v("rpcdaemon_dead_threads") == 1
+    assert v("rpcdaemon_thread_alive", {"thread": "reactor"}) == 1
+    assert v("rpcdaemon_thread_alive", {"thread": "bus-consumer"}) == 0
+    assert v("rpcdaemon_consumer_lag_messages") == 120
+    assert v("rpcdaemon_consumer_lag_seconds") == 3.5
+    assert v("rpcdaemon_unknown_agents") == 2
 
 
 def test_codec_stats_are_exported_as_counters() -> None:
@@ -142,6 +186,17 @@ def _boom() -> StatusSnapshot:
         (replace(HEALTHY, bus_connected=False), False, "AMQP consumer not connected"),
         (replace(HEALTHY, last_tick_at=None), False, "reactor has not ticked yet"),
         (replace(HEALTHY, last_tick_at=NOW - 31), False, "reactor last ticked 31.0s ago"),
+        (replace(HEALTHY, tick_failures=2, last_tick_error="KeyError('x')"), True, None),
+        (
+            replace(HEALTHY, tick_failures=3, last_tick_error="KeyError('x')"),
+            False,
+            "reactor ticks failing: 3 in a row (limit 3), last: KeyError('x')",
+        ),
+        (
+            replace(HEALTHY, watched_threads=("reactor", "elector"), dead_threads=("elector",)),
+            False,
+            "needed threads dead: elector",
+        ),
     ],
 )
 def test_health(snap: StatusSnapshot, ok: bool, reason: str | None) -> None:
@@ -256,3 +311,37 @@ def test_http_health_when_the_status_source_fails() -> None:
         assert _get(server, "/metrics")[0] == 200
     finally:
         server.stop()
+
+
+def test_http_health_reports_tick_failures_and_dead_threads(
+    served: tuple[MetricsServer, Box, Metrics],
+) -> None:
+    server, box, _ = served
+    box.snap = replace(HEALTHY, tick_failures=5, last_tick_error="OSError(24)", dead_threads=("x",))
+    code, _, text = _get(server, "/healthz")
+    body = json.loads(text)
+    assert code == 503
+    assert (body["tick_failures"], body["last_tick_error"]) == (5, "OSError(24)")
+    assert body["dead_threads"] == ["x"] and len(body["reasons"]) == 2
+
+
+def test_http_head_and_wrong_methods(served: tuple[MetricsServer, Box, Metrics]) -> None:
+    server, _, _ = served
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/healthz", method="HEAD")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b""
+        assert int(resp.headers["Content-Length"]) > 0
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics", data=b"x=1", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 405 and err.value.headers["Allow"] == "GET, HEAD"
+
+
+def test_http_endpoint_counts_its_answers(served: tuple[MetricsServer, Box, Metrics]) -> None:
+    server, _, _ = served
+    assert _get(server, "/nope")[0] == 404
+    _, _, text = _get(server, "/metrics")
+    assert 'rpcdaemon_http_responses_total{code="404"} 1.0' in text
+    assert server.registry.get_sample_value("rpcdaemon_http_responses_total", {"code": "200"}) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rpcdaemon.daemon import PidFile, PidFileError
+from rpcdaemon.daemon import PidFile, PidFileError, Startup, _launcher_status
 
 
 def _spawn(*argv: str) -> subprocess.Popen[bytes]:
@@ -117,3 +117,62 @@ def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "missing-dir" / "rpcdaemon.pid"
     with pytest.raises(PidFileError, match="cannot create pid file"):
         PidFile(str(path)).acquire()
+
+
+# -- the start-up report from the daemon to the launcher ------------------------------------
+
+
+def _read_all(fd: int) -> str:
+    with os.fdopen(fd, "rb") as pipe:
+        return pipe.read().decode()
+
+
+def test_startup_reports_once_and_the_first_report_wins() -> None:
+    read_end, write_end = os.pipe()
+    startup = Startup(write_end)
+    assert startup.pending
+    startup.failed("no\nway", 2)
+    startup.ready()  # ignored: already reported
+    assert not startup.pending
+    assert _read_all(read_end) == "fail 2 no way\n"
+
+
+def test_startup_ready_after_the_settle_time_unless_it_failed_first() -> None:
+    read_end, write_end = os.pipe()
+    startup = Startup(write_end)
+    startup.ready_after(0.05)
+    assert _read_all(read_end) == f"ok {os.getpid()}\n"  # EOF once the timer reported
+    read_end, write_end = os.pipe()
+    startup = Startup(write_end)
+    startup.ready_after(5.0)
+    startup.failed("bind", 2)  # before the timer: the timer is cancelled
+    assert _read_all(read_end) == "fail 2 bind\n"
+
+
+def test_foreground_startup_reports_nothing() -> None:
+    startup = Startup(None)
+    startup.ready_after(0.01)
+    startup.failed("x", 2)
+    assert not startup.pending
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "printed"),
+    [
+        ("ok 123", 0, ""),
+        ("fail 2 f.conf: [Daemon]: metrics_address: in use", 2, "f.conf: [Daemon]"),
+        ("fail 3 stopped", 3, "stopped"),
+        ("pid file held", 1, "pid file held"),
+        ("", 1, "exited during start-up"),
+        ("fail x garbage", 1, "garbage"),
+    ],
+)
+def test_the_launcher_exits_with_the_reported_status(
+    report: str, status: int, printed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _launcher_status(report) == status
+    err = capsys.readouterr().err
+    if status == 0:
+        assert err == ""
+    else:
+        assert err.startswith("rpcdaemon: error: ") and printed in err and err.count("\n") == 1

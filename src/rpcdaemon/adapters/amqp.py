@@ -18,7 +18,17 @@ Bus etiquette, as a neutron 29 bus needs it:
   must be fast (decode and enqueue), or heartbeats expire unread.
 * Every delivery is acked after the handler returns, whatever happened: a message we cannot
   decode, or whose handler raises, is logged (rate-limited), counted and dropped, never
-  redelivered forever.
+  redelivered forever. The log line names the reason and sizes, never message content.
+* Hostile input is screened on the raw delivery, before kombu builds its Message: a body
+  with a ``compression`` header is refused unread (kombu would inflate it first: a 785-byte
+  bz2 body becomes gigabytes), and the size limit applies to the raw bytes. (kombu's
+  in-process ``memory://`` transport inflates before any hook; it is for demos and tests.)
+* Consumer lag is measured every ``lag_interval`` seconds: our queues' depth (a passive
+  declare's ``message_count``) and the estimated age of the oldest waiting message (depth
+  divided by the rate we consumed at, and never more than the time since the queues were
+  last seen empty). oslo.messaging sets no AMQP timestamp and the agents' own ``time`` is
+  their clock, not ours, so neither is used. Reported through ``on_lag``; logged once when
+  lag starts and once when it ends.
 """
 
 from __future__ import annotations
@@ -35,17 +45,25 @@ from typing import Any
 
 import kombu.connection
 import kombu.entity
-import kombu.messaging
 
-from rpcdaemon.adapters.codec import CodecStats, RateLimitedLog, Rejection, decode
-from rpcdaemon.core.events import BusMessage
-from rpcdaemon.plugins.base import Binding
+from rpcdaemon.adapters.busguard import (
+    LAG_INTERVAL,
+    LAG_LOG_SECONDS,
+    LagMonitor,
+    ScreenedConsumer,
+    ack_raw,
+    raw_parts,
+    safe_label,
+)
+from rpcdaemon.adapters.codec import MAX_BODY, CodecStats, RateLimitedLog, Rejection, decode
+from rpcdaemon.core.backoff import Backoff
+from rpcdaemon.core.binding import Binding
+from rpcdaemon.core.events import BusMessage, ConsumerLag
 
 logger = logging.getLogger(__name__)
 
 # kombu's annotations are partial: at this edge its objects are handled as Any.
 Connection: Any = kombu.connection.Connection
-Consumer: Any = kombu.messaging.Consumer
 Queue: Any = kombu.entity.Queue
 
 W_CONNECTION_LOST = "AMQP consumption from %s interrupted: %s; reconnecting"
@@ -93,7 +111,10 @@ class BusConsumer:
 
     ``url`` may list several brokers separated by ``;`` (tried in turn). Run :meth:`run` on a
     thread of its own; ``on_connection_change(True)`` fires once we consume again after every
-    (re)connect, ``on_connection_change(False)`` on every loss.
+    (re)connect, ``on_connection_change(False)`` on every loss. ``on_lag`` gets a
+    :class:`~rpcdaemon.core.events.ConsumerLag` every ``lag_interval`` seconds while
+    connected (on the consumer thread: it must be fast). Raw bodies over ``max_size`` bytes,
+    and compressed ones, are refused before decoding.
     """
 
     def __init__(
@@ -105,6 +126,10 @@ class BusConsumer:
         reconnect_max_backoff: float = 30.0,
         stats: CodecStats | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
+        on_lag: Callable[[ConsumerLag], None] | None = None,
+        lag_interval: float = LAG_INTERVAL,
+        lag_log_seconds: float = LAG_LOG_SECONDS,
+        max_size: int = MAX_BODY,
     ) -> None:
         self._urls = [u.strip() for u in url.split(";") if u.strip()] or [url]
         self._queues = tuple(queues)
@@ -119,6 +144,14 @@ class BusConsumer:
         self._down_reported = False
         self._exchange_tries = 0
         self._exchange_logged_at: float | None = None
+        self._max_size = max_size
+        self._handled = 0  # deliveries taken off our queues (the consumption rate)
+        self._lag = LagMonitor(
+            [q.name for q in self._queues],
+            interval=lag_interval,
+            log_seconds=lag_log_seconds,
+            on_lag=on_lag,
+        )
 
     @property
     def connected(self) -> bool:
@@ -235,11 +268,12 @@ class BusConsumer:
         channel = conn.default_channel
         consumers = []
         for spec in self._queues:
-            consumer = Consumer(
+            consumer: Any = ScreenedConsumer(
                 channel,
                 queues=[Queue(spec.name, no_declare=True)],
                 auto_declare=False,
                 on_message=self._on_message_for(spec),
+                screen=self._screen_for(spec),
             )
             consumer.qos(prefetch_count=self._prefetch, apply_global=False)  # per consumer
             consumer.consume()
@@ -247,12 +281,19 @@ class BusConsumer:
         return consumers
 
     def _drain(self, conn: Any) -> None:
+        self._lag.start(time.monotonic(), self._handled)
         while not self._stopping.is_set():
             try:
                 conn.drain_events(timeout=DRAIN_TIMEOUT)
             except TimeoutError:
                 pass
             conn.heartbeat_check()  # time-based: cheap to call often, raises if the peer is gone
+            self._lag.tick(conn, time.monotonic(), self._handled)
+
+    @property
+    def lag(self) -> ConsumerLag:
+        """The last lag measurement (0 messages, 0 s before the first)."""
+        return self._lag.last
 
     def _cleanup(self, conn: Any, consumers: Sequence[Any]) -> None:
         """Clean stop: cancel and delete our queues (best effort; x-expires is the net)."""
@@ -270,12 +311,45 @@ class BusConsumer:
 
     def _on_message_for(self, spec: QueueSpec) -> Callable[[Any], None]:
         def on_message(message: Any) -> None:
+            self._handled += 1
             try:
                 self._handle(spec, message)
             finally:
                 message.ack()
 
         return on_message
+
+    def _screen_for(self, spec: QueueSpec) -> Callable[[Any], bool]:
+        def screen(raw: Any) -> bool:
+            """Refuse (count, log, ack) a compressed or oversized raw delivery."""
+            try:
+                size, headers = raw_parts(raw)
+                if "compression" in headers:
+                    reason = "compressed"
+                    detail = f"a compressed body of {size} bytes: refused unread"
+                elif size > self._max_size:
+                    reason = "too_large"
+                    detail = f"body of {size} bytes exceeds the {self._max_size} byte limit"
+                else:
+                    return False
+                info = getattr(raw, "delivery_info", None) or {}
+            except Exception:  # an odd delivery: let kombu and the codec judge it
+                return False
+            self._handled += 1
+            self.stats.record_rejected(reason)
+            self._ratelog(
+                logging.WARNING,
+                f"reject:{reason}",
+                "dropped a message from %s (routing key %s): %s: %s",
+                spec.name,
+                safe_label(info.get("routing_key")),
+                reason,
+                detail,
+            )
+            ack_raw(raw)
+            return True
+
+        return screen
 
     def _handle(self, spec: QueueSpec, message: Any) -> None:
         info = message.delivery_info or {}
@@ -287,15 +361,16 @@ class BusConsumer:
             routing_key=str(info.get("routing_key", "")),
             properties=message.properties or {},
             received_at=time.monotonic(),
+            max_size=self._max_size,
         )
         if isinstance(decoded, Rejection):
             self.stats.record_rejected(decoded.reason)
             self._ratelog(
                 logging.WARNING,
                 f"reject:{decoded.reason}",
-                "dropped a message from %s (routing key %r): %s: %s",
+                "dropped a message from %s (routing key %s): %s: %s",
                 spec.name,
-                info.get("routing_key"),
+                safe_label(info.get("routing_key")),
                 decoded.reason,
                 decoded.detail,
             )
@@ -311,7 +386,7 @@ class BusConsumer:
                 "handler of %s failed on %s %s",
                 spec.name,
                 decoded.kind.value,
-                decoded.method or decoded.event_type,
+                safe_label(decoded.method or decoded.event_type),
                 exc_info=True,
             )
 
@@ -326,8 +401,7 @@ class BusConsumer:
                 logger.exception("on_connection_change(%s) failed", value)
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self._max_backoff, INITIAL_BACKOFF * 2.0 ** min(attempt, 16))
-        return base * random.uniform(0.5, 1.0)
+        return Backoff(INITIAL_BACKOFF, self._max_backoff).delay(attempt, jitter=random.random())
 
 
 def _describe(exc: BaseException) -> str:

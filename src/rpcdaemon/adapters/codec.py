@@ -17,20 +17,40 @@ dropped: ``_context_auth_token`` becomes ``context["auth_token"]``). ``BusMessag
 every other key of the inner message, as decoded.
 
 Anything else becomes a :class:`Rejection` whose ``reason`` is a short, stable label (a metric
-label): ``too_large``, ``bad_content_type``, ``bad_encoding``, ``not_json``, ``not_object``,
-``bad_envelope``, ``missing_field``, ``bad_field``.
+label): ``too_large``, ``compressed`` (set by the consumer, before kombu could inflate it),
+``bad_content_type``, ``bad_encoding``, ``not_json`` (also JSON nested deeper than the stack
+allows), ``too_deep``, ``bad_number`` (``NaN``, ``Infinity`` or a float literal that overflows:
+legal for Python's json, never sent by an agent), ``not_object``, ``bad_envelope``,
+``missing_field``, ``bad_field``, ``bad_heartbeat`` (a ``report_state`` whose ``agent_state``
+fails :func:`check_report_state`), ``internal``.
+
+Numbers are validated where they enter: no decoded message holds a non-finite float, and a
+``report_state`` is accepted only when every field the daemon reads has the right type and a
+bounded size (see :func:`check_report_state`). After this, nothing downstream can meet NaN.
+
+A rejection's ``detail`` never quotes message content (a password in a wrong field must not
+reach the log): it names our field, the JSON kind found and sizes, never values.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rpcdaemon.adapters.agentstate import (
+    MAX_COUNT,
+    MAX_DEPTH,
+    MAX_INT,
+    MAX_NAME,
+    check_report_state,
+    kind_of,
+    state_of,
+)
+from rpcdaemon.adapters.counters import CodecStats, RateLimitedLog
 from rpcdaemon.core.events import BusMessage, Heartbeat, MessageKind, ResourceNotification
 from rpcdaemon.core.ids import Host
 
@@ -61,7 +81,7 @@ def _check_content_type(content_type: str | None) -> Rejection | None:
     base = content_type.split(";", 1)[0].strip().lower()
     if base in JSON_CONTENT_TYPES:
         return None
-    return _reject("bad_content_type", f"content type {content_type!r} is not JSON")
+    return _reject("bad_content_type", f"content type ({len(content_type)} characters) is not JSON")
 
 
 def _text_of(body: bytes | str, content_encoding: str | None, max_size: int) -> str | Rejection:
@@ -73,21 +93,68 @@ def _text_of(body: bytes | str, content_encoding: str | None, max_size: int) -> 
     if isinstance(body, str):
         return body
     if content_encoding and content_encoding.strip().lower() not in TEXT_ENCODINGS:
-        return _reject("bad_encoding", f"content encoding {content_encoding!r} is not UTF-8")
+        return _reject(
+            "bad_encoding", f"content encoding ({len(content_encoding)} characters) is not UTF-8"
+        )
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _reject("bad_encoding", f"body is not valid UTF-8: {exc}")
+        return _reject("bad_encoding", f"body of {size} bytes is not UTF-8 (at byte {exc.start})")
+
+
+class _NotFinite(ValueError):
+    """A JSON number that is not a finite float (NaN, Infinity, 1e999)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite("a float literal overflows")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+"""Python's json, refusing NaN, Infinity and float literals that overflow (one instance: a
+decoder per call costs more than the parse of a heartbeat)."""
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Is ``value`` nested deeper than ``limit`` objects/arrays? Iterative: no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _parse_object(text: str, *, what: str, reason: str) -> dict[str, Any] | Rejection:
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return _reject(reason, f"{what} is not JSON: {exc}")
+        value = _DECODER.decode(text)
+    except _NotFinite as exc:
+        return _reject("bad_number", f"{what}: {exc}")
+    except json.JSONDecodeError as exc:
+        return _reject(reason, f"{what} is not JSON ({exc.msg} at character {exc.pos})")
+    except RecursionError:
+        return _reject(reason, f"{what} is nested too deeply to parse")
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        return _reject(reason, f"{what} is not JSON ({type(exc).__name__})")
     if not isinstance(value, dict):
         label = "not_object" if reason == "not_json" else reason
-        return _reject(label, f"{what} is a JSON {type(value).__name__}, not an object")
+        return _reject(label, f"{what} is {kind_of(value)}, not an object")
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth_exceeds(value, MAX_DEPTH):
+        return _reject("too_deep", f"{what} nests objects/arrays deeper than {MAX_DEPTH}")
     return value
 
 
@@ -97,10 +164,10 @@ def _unwrap(top: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | Rejection:
         return "1.0", dict(top)
     version = top.get("oslo.version")
     if not isinstance(version, str) or not version.startswith("2."):
-        return _reject("bad_envelope", f"unsupported oslo.version {version!r}")
+        return _reject("bad_envelope", f"unsupported oslo.version ({kind_of(version)})")
     inner = top.get("oslo.message")
     if not isinstance(inner, str):
-        return _reject("bad_envelope", f"oslo.message is a {type(inner).__name__}, not a string")
+        return _reject("bad_envelope", f"oslo.message is {kind_of(inner)}, not a string")
     parsed = _parse_object(inner, what="oslo.message", reason="bad_envelope")
     if isinstance(parsed, Rejection):
         return parsed
@@ -118,7 +185,7 @@ def _classify(
     if "event_type" in inner:
         event_type = inner["event_type"]
         if not isinstance(event_type, str) or not event_type:
-            return _reject("bad_field", f"event_type is {event_type!r}, not a string")
+            return _reject("bad_field", f"event_type is {kind_of(event_type)}, not a string")
         return MessageKind.NOTIFICATION, {
             "event_type": event_type,
             "payload": inner.get("payload"),
@@ -128,14 +195,12 @@ def _classify(
     if "method" in inner:
         method = inner["method"]
         if not isinstance(method, str) or not method:
-            return _reject("bad_field", f"method is {method!r}, not a string")
+            return _reject("bad_field", f"method is {kind_of(method)}, not a string")
         args = inner.get("args", {})
         if args is None:
             args = {}
         if not isinstance(args, dict):
-            return _reject(
-                "bad_field", f"args of {method} is a {type(args).__name__}, not an object"
-            )
+            return _reject("bad_field", f"args is {kind_of(args)}, not an object")
         call = "_msg_id" in inner or "_reply_q" in inner
         kind = MessageKind.RPC_CALL if call else MessageKind.RPC_CAST
         return kind, {"method": method, "args": args}
@@ -171,7 +236,7 @@ def decode(
             max_size=max_size,
         )
     except Exception as exc:  # the contract is "never raises": report instead
-        return _reject("internal", f"{type(exc).__name__}: {exc}")
+        return _reject("internal", f"{type(exc).__name__} while decoding")
 
 
 def _decode(
@@ -208,6 +273,13 @@ def _decode(
     if isinstance(classified, Rejection):
         return classified
     kind, fields = classified
+    if fields.get("method") == "report_state" and kind in (
+        MessageKind.RPC_CALL,
+        MessageKind.RPC_CAST,
+    ):
+        problem = check_report_state(fields["args"])
+        if problem is not None:
+            return _reject("bad_heartbeat", f"report_state: {problem}")
     context = {
         key[len(CONTEXT_PREFIX) :]: value
         for key, value in inner.items()
@@ -236,27 +308,25 @@ def heartbeat_from(message: BusMessage, *, received_wall: float) -> Heartbeat | 
     """A ``report_state`` call or cast -> Heartbeat; None for anything else or a bad shape.
 
     Accepts ``args.agent_state.agent_state`` (what every agent since Grizzly sends) and the
-    older ``args.agent_state`` holding the state directly.
+    older ``args.agent_state`` holding the state directly. The same checks as :func:`decode`
+    (:func:`check_report_state`) run here too, so a Heartbeat never holds a non-finite or
+    unbounded number, whoever built the message.
     """
     if message.method != "report_state" or message.kind not in (
         MessageKind.RPC_CALL,
         MessageKind.RPC_CAST,
     ):
         return None
-    outer = message.args.get("agent_state")
-    if not isinstance(outer, Mapping):
+    if check_report_state(message.args) is not None:
         return None
-    nested = outer.get("agent_state")
-    state: Mapping[str, Any] = nested if isinstance(nested, Mapping) else outer
-    host = state.get("host")
-    agent_type = state.get("agent_type")
-    if not isinstance(host, str) or not host or not isinstance(agent_type, str) or not agent_type:
+    state, _ = state_of(message.args)
+    if state is None:  # pragma: no cover - check_report_state said it is an object
         return None
     configurations = state.get("configurations")
     agent_time = message.args.get("time")
     return Heartbeat(
-        host=Host(host),
-        agent_type=agent_type,
+        host=Host(state["host"]),
+        agent_type=state["agent_type"],
         binary=_str_or_none(state.get("binary")) or "",
         topic=_str_or_none(state.get("topic")) or "",
         availability_zone=_str_or_none(state.get("availability_zone")),
@@ -299,90 +369,18 @@ def notification_from(message: BusMessage) -> ResourceNotification | None:
     )
 
 
-class CodecStats:
-    """Thread-safe counters of what the consumer decoded, rejected and failed to handle.
-
-    ``snapshot()`` keys: ``decoded``, ``handler_errors``, ``rejected`` (total) and
-    ``rejected.<reason>`` for each reason seen.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._decoded = 0
-        self._handler_errors = 0
-        self._rejected: dict[str, int] = {}
-
-    def record_decoded(self) -> None:
-        with self._lock:
-            self._decoded += 1
-
-    def record_rejected(self, reason: str) -> None:
-        with self._lock:
-            self._rejected[reason] = self._rejected.get(reason, 0) + 1
-
-    def record_handler_error(self) -> None:
-        with self._lock:
-            self._handler_errors += 1
-
-    @property
-    def decoded(self) -> int:
-        with self._lock:
-            return self._decoded
-
-    def rejected(self) -> dict[str, int]:
-        """Rejections by reason."""
-        with self._lock:
-            return dict(self._rejected)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            out = {
-                "decoded": self._decoded,
-                "handler_errors": self._handler_errors,
-                "rejected": sum(self._rejected.values()),
-            }
-            out.update({f"rejected.{reason}": n for reason, n in self._rejected.items()})
-            return out
-
-
-class RateLimitedLog:
-    """At most one log line per key per ``interval`` seconds, with a count of suppressed ones."""
-
-    def __init__(
-        self,
-        log: logging.Logger,
-        *,
-        interval: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._log = log
-        self._interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def __call__(
-        self, level: int, key: str, msg: str, *args: object, exc_info: bool = False
-    ) -> bool:
-        """Log ``msg % args`` unless ``key`` was logged less than ``interval`` ago.
-        Returns whether a line was written."""
-        now = self._clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self._interval:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return False
-            self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            self._log.log(
-                level,
-                msg + " (%d similar suppressed)",
-                *args,
-                suppressed,
-                exc_info=exc_info,
-            )
-        else:
-            self._log.log(level, msg, *args, exc_info=exc_info)
-        return True
+__all__ = [
+    "MAX_BODY",
+    "MAX_COUNT",
+    "MAX_DEPTH",
+    "MAX_INT",
+    "MAX_NAME",
+    "CodecStats",
+    "RateLimitedLog",
+    "Rejection",
+    "check_report_state",
+    "decode",
+    "heartbeat_from",
+    "kind_of",
+    "notification_from",
+]

@@ -14,6 +14,22 @@ failed lock extension in ``heartbeat()``, and does not implement
 ``get_lock`` API, extend it with ``heartbeat()``, and check ``is_still_owner()`` every
 round. Any backend error drops leadership at once, tears the coordinator down and
 reconnects with capped exponential backoff.
+
+Backends (the same election, checked by the same test suite on each):
+
+- **Redis** (``redis://``): the lock is a key with a TTL of ``lease``; ``heartbeat()``
+  resets the TTL, ``is_still_owner()`` compares the token.
+- **etcd** (``etcd3+http://``, tooz's etcd3gw driver over etcd's v3 JSON gateway): the
+  lock key is attached to an etcd lease of ``lease`` seconds, refreshed by ``heartbeat()``.
+  tooz's etcd lock has no ``is_still_owner()`` and ignores a refresh of an expired lease,
+  so we read the key and compare it with our lock's token ourselves.
+- **ZooKeeper** (``zookeeper://``, kazoo): the lock is an ephemeral node of our session,
+  whose timeout is ``lease`` (the server clamps it to [2, 20] x tickTime, 4 to 40 s by
+  default: longer is safe, a lease above the server's maximum is warned about).
+  ``heartbeat()`` reads a node (a round trip) and ``is_still_owner()`` reads the lock node.
+
+In every case the backend's expiry is at least ``lease`` after a round trip that
+*started* at ``_last_ok``, so acting only while ``now - _last_ok < lease / 2`` is safe.
 """
 
 from __future__ import annotations
@@ -33,6 +49,14 @@ from typing import Any, Protocol
 import tooz
 from tooz import coordination
 
+from rpcdaemon.adapters.tooz_backends import (
+    ZOOKEEPER_MAX_SESSION,
+    backend_kind,
+    backend_options,
+    is_client_error,
+    still_owner,
+)
+from rpcdaemon.core.backoff import Backoff
 from rpcdaemon.settings import DaemonSettings
 
 logger = logging.getLogger(__name__)
@@ -101,20 +125,19 @@ class SingleInstance:
 
 
 class _Backoff:
-    """Capped exponential backoff with jitter (half to full of the nominal delay)."""
+    """Consecutive failures along the daemon's one backoff rule, with jitter."""
 
     def __init__(self, *, initial: float, cap: float) -> None:
-        self._initial = initial
-        self._cap = cap
+        self._rule = Backoff(initial, cap)
         self._attempt = 0
 
     def reset(self) -> None:
         self._attempt = 0
 
     def next(self) -> float:
-        nominal = min(self._cap, self._initial * (2.0**self._attempt))
+        delay = self._rule.delay(self._attempt, jitter=random.random())  # jitter, not crypto
         self._attempt += 1
-        return nominal * random.uniform(0.5, 1.0)  # jitter, not crypto
+        return delay
 
 
 class _LostLeadership(Exception):
@@ -145,6 +168,7 @@ class LeaderElector:
         self._url = url
         self._group = group
         self._lease = max(1, math.ceil(lease))
+        self._kind = backend_kind(url)
         self._interval = max(0.2, self._lease / 5.0)
         self._valid_for = self._lease / 2.0
         self._max_backoff = max_backoff
@@ -158,6 +182,7 @@ class LeaderElector:
         self._worker: threading.Thread | None = None
         self._monitor: threading.Thread | None = None
         self._reported = False
+        self._held: Any = None  # the tooz lock we acquired, until released
 
     # -- public interface -------------------------------------------------------------
 
@@ -186,6 +211,14 @@ class LeaderElector:
     def start(self) -> None:
         if self._worker is not None:
             raise RuntimeError("LeaderElector.start() called twice")
+        if self._kind == "zookeeper" and self._lease > ZOOKEEPER_MAX_SESSION:
+            logger.warning(
+                "lease %ss is above ZooKeeper's default maxSessionTimeout (%.0f s): raise "
+                "maxSessionTimeout on the servers, or the session (and the lock) may expire "
+                "sooner than the lease",
+                self._lease,
+                ZOOKEEPER_MAX_SESSION,
+            )
         logger.info(
             "joining leader election group %r on %s as %s (lease %ss)",
             self._group,
@@ -205,9 +238,12 @@ class LeaderElector:
         self._stopping.set()
         self._wake.set()
         if self._worker is not None:
-            self._worker.join(timeout=float(self._lease))
+            # tooz's stop() releases at once, then waits for its executor's idle threads,
+            # which poll once a second (futurist): allow for that on a loaded machine
+            wait = max(5.0, float(self._lease))
+            self._worker.join(timeout=wait)
             if self._worker.is_alive():
-                logger.warning("leader election thread did not stop in %ss", self._lease)
+                logger.warning("leader election thread did not stop in %.0fs", wait)
         if self._monitor is not None:
             self._monitor.join(timeout=5.0)
 
@@ -240,17 +276,7 @@ class LeaderElector:
                 return
 
     def _options(self) -> dict[str, str]:
-        """Timeouts from the lease, unless the URL's query string sets them."""
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self._url).query)
-        wanted = {
-            "lock_timeout": str(self._lease),
-            "membership_timeout": str(self._lease),
-        }
-        if self._url.startswith(("redis://", "rediss://")):
-            socket_timeout = f"{max(0.5, self._lease / 5.0):.3f}"
-            wanted["socket_timeout"] = socket_timeout
-            wanted["socket_connect_timeout"] = socket_timeout
-        return {k: v for k, v in wanted.items() if k not in query}
+        return backend_options(self._url, self._lease)
 
     def _run(self) -> None:
         backoff = _Backoff(initial=0.5, cap=self._max_backoff)
@@ -265,9 +291,10 @@ class LeaderElector:
                 self._serve(coord, backoff)
             except (tooz.ToozError, _LostLeadership, OSError) as exc:
                 self._drop(f"{type(exc).__name__}: {exc}")
-            except Exception:
-                logger.exception("unexpected error in leader election")
-                self._drop("unexpected error")
+            except Exception as exc:
+                if not is_client_error(exc):
+                    logger.exception("unexpected error in leader election")
+                self._drop(f"{type(exc).__name__}: {exc}")
             finally:
                 self._teardown(coord)
             if self._stopping.is_set():
@@ -291,10 +318,13 @@ class LeaderElector:
             with self._mutex:
                 holding = self._holding
             if holding:
-                if not _still_owner(lock):
-                    raise _LostLeadership("the election lock is held by someone else")
+                if not still_owner(self._kind, coord, lock):
+                    raise _LostLeadership(
+                        "the election lock is no longer ours (expired or taken over)"
+                    )
             elif lock.acquire(blocking=False):
                 holding = True
+                self._held = lock
                 logger.info("acquired the election lock of %r", self._group)
             with self._mutex:
                 self._holding = holding
@@ -319,19 +349,20 @@ class LeaderElector:
             self._holding = False
             self._last_ok = None
         self._wake.set()
+        held, self._held = self._held, None
         if coord is None or not coord.is_started:
             return
         try:
-            coord.stop()  # releases the lock and leaves the group when the backend answers
+            if held is not None and self._kind == "etcd3":
+                # tooz's etcd driver does not release locks in stop() (the others do):
+                # release it ourselves; a no-op when the key no longer holds our token
+                held.release()
+        except Exception as exc:  # the backend may be gone: the lock expires on its own
+            logger.debug("leader election teardown: release: %s", exc)
+        try:
+            coord.stop()  # leaves the group (and releases locks) when the backend answers
         except Exception as exc:  # the backend may be gone: nothing more to do
             logger.debug("leader election teardown: %s", exc)
-
-
-def _still_owner(lock: Any) -> bool:
-    try:
-        return bool(lock.is_still_owner())
-    except tooz.NotImplemented:
-        return True  # this backend cannot tell: a successful heartbeat is all we have
 
 
 def _redact_url(url: str) -> str:

@@ -50,7 +50,7 @@ from rpcdaemon.core.errors import (
 )
 from rpcdaemon.core.ids import AgentId, AgentType, Host, NetworkId, RouterId
 from rpcdaemon.core.view import AgentInfo, ClusterView, Inventory, NetworkInfo, RouterInfo
-from rpcdaemon.settings import AgentPluginSettings, DaemonSettings, KeystoneAuth
+from rpcdaemon.settings import KeystoneAuth, NeutronApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,7 @@ class NeutronAdapter:
         self._observer = observer
         self._clock = clock
         self._concurrency = max(1, concurrency)
-        self._last_success_at: float | None = None
         self._warned_hidden_fields = False
-
-    @property
-    def last_success_at(self) -> float | None:
-        """Monotonic time of the last call Neutron answered successfully (for /readyz)."""
-        return self._last_success_at
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -109,7 +103,6 @@ class NeutronAdapter:
             self._observe(op, status, started)
             raise err from exc
         self._observe(op, "200", started)
-        self._last_success_at = self._clock()
         return result
 
     def _list(self, op: str, path: str, key: str) -> list[dict[str, Any]]:
@@ -147,11 +140,9 @@ class NeutronAdapter:
             raise err from exc
         self._observe(op, str(resp.status_code), started)
         if resp.status_code < 400:
-            self._last_success_at = self._clock()
             return
         kind = neutron_error_type(resp)
         if (resp.status_code, kind) in _ALREADY[op]:
-            self._last_success_at = self._clock()
             logger.info("%s %s: already done (%s %s)", method, url, resp.status_code, kind)
             return
         try:
@@ -282,11 +273,12 @@ class NeutronAdapter:
     def _per_agent(
         self, op: str, agents: list[AgentInfo], fn: Callable[[AgentId], list[str]]
     ) -> dict[AgentId, list[str]]:
-        """One listing per agent (the O(agents) part), a few at a time."""
+        """One listing per agent (the O(agents) part), a few at a time. ``fn`` reads through
+        :meth:`_list`, which observes each call once (``op`` names the listing in logs)."""
 
         def one(agent: AgentInfo) -> tuple[AgentId, list[str]]:
             try:
-                return agent.id, self._read(op, lambda: fn(agent.id))
+                return agent.id, fn(agent.id)
             except NotFoundError:
                 return agent.id, []  # deleted since the agent list: it hosts nothing
 
@@ -380,48 +372,44 @@ def _session_connection(auth: KeystoneAuth, timeout: float, common: dict[str, An
 
 
 def connect(
-    settings: AgentPluginSettings,
-    daemon: DaemonSettings,
+    api: NeutronApiSettings,
     *,
+    concurrency: int = 8,
     observer: ApiObserver | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> NeutronAdapter:
-    """A NeutronAdapter from, in order of precedence: the clouds.yaml cloud
-    ``daemon.cloud``; the plugin's neutron.conf ``[keystone_authtoken]``; its 2014
-    ``admin_user`` set (Keystone v3, Default domains). Authentication is lazy: the
-    first call authenticates, and its errors are mapped like any other."""
+    """The one NeutronAdapter of the daemon, from the daemon-level settings: the
+    clouds.yaml cloud ``api.cloud`` when set, else ``api.auth`` (neutron.conf
+    ``[keystone_authtoken]`` or the 2014 ``admin_user`` set; Keystone v3, Default domains).
+    Every call has ``api.timeout`` seconds. Authentication is lazy: the first call
+    authenticates, and its errors are mapped like any other. ``concurrency`` sizes the
+    connection pool and the per-agent listings of a snapshot."""
     common: dict[str, Any] = {
         "connect_retries": 0,
         "status_code_retries": 0,
     }
     try:
-        if daemon.cloud:
+        if api.cloud:
             conn = openstack.connect(
-                cloud=daemon.cloud,
-                api_timeout=settings.timeout,
+                cloud=api.cloud,
+                api_timeout=api.timeout,
                 app_name="rpcdaemon",
                 app_version=__version__,
                 **common,
             )
-            source = f"clouds.yaml cloud {daemon.cloud!r}"
-        elif settings.neutron.auth is not None:
-            auth = settings.neutron.auth
-            conn = _session_connection(auth, settings.timeout, common)
-            source = f"{settings.neutron.path or 'neutron.conf'} ({auth.source}, {auth.username})"
+        elif api.auth is not None:
+            conn = _session_connection(api.auth, api.timeout, common)
         else:
             raise ConfigError(
                 "no credentials for the Neutron API: set cloud = NAME (clouds.yaml) "
                 "or point conffile at a neutron.conf with [keystone_authtoken]",
-                section=settings.name,
-                option="conffile",
+                option="cloud",
             )
     except os_exc.ConfigException as exc:
-        raise ConfigError(f"cloud {daemon.cloud!r}: {exc}", option="cloud") from exc
-    logger.info(
-        "[%s] Neutron API credentials from %s, timeout %ss", settings.name, source, settings.timeout
-    )
-    _size_connection_pool(conn, daemon.max_concurrency)
-    return NeutronAdapter(conn, observer=observer, clock=clock, concurrency=daemon.max_concurrency)
+        raise ConfigError(f"cloud {api.cloud!r}: {exc}", option="cloud") from exc
+    logger.info("Neutron API credentials from %s, timeout %gs", api.source or "?", api.timeout)
+    _size_connection_pool(conn, concurrency)
+    return NeutronAdapter(conn, observer=observer, clock=clock, concurrency=concurrency)
 
 
 def _size_connection_pool(conn: Any, concurrency: int) -> None:

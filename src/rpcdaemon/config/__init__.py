@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rpcdaemon.config.loader import amqp_url_from_rpchost, check_filter, load
 from rpcdaemon.config.overrides import dump_only
+from rpcdaemon.config.preflight import preflight
 from rpcdaemon.config.render import render_markdown_tables, render_sample
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "check_filter",
     "dump_only",
     "load",
+    "preflight",
     "render_markdown_tables",
     "render_sample",
 ]

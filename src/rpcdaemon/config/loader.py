@@ -7,17 +7,19 @@ one line. Non-fatal findings (a missing neutron.conf, ...) go to ``Settings.warn
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import difflib
 import importlib
 import ipaddress
 import logging
-import math
-import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from rpcdaemon.config import options as o
+from rpcdaemon.config.api import resolve_api, resolve_timeout
+from rpcdaemon.config.convert import convert as _convert
 from rpcdaemon.config.neutronconf import read_neutron_conf
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.plugins import registry
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 _DEFAULT = "DEFAULT"
 _NO_DEFAULT_SECTION = "\x00rpcdaemon-no-default-section"
 _HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_PASSWORD = re.compile(r"(://[^:/@;]*:)[^@/;]*@")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -40,6 +43,8 @@ def amqp_url_from_rpchost(rpchost: str) -> str:
     if not text:
         raise ValueError("empty")
     if _SCHEME.match(text):
+        for url in text.split(";"):
+            _check_url(url.strip())
         return text
     host, port = text, "5672"
     if text.startswith("["):
@@ -63,6 +68,19 @@ def amqp_url_from_rpchost(rpchost: str) -> str:
     return f"amqp://guest:guest@{host_part}:{port}//"
 
 
+def _check_url(url: str) -> None:
+    """A kombu URL: a known transport, balanced brackets, a port in 1..65535."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    parts = urllib.parse.urlsplit(url)  # ValueError: "Invalid IPv6 URL"
+    if parts.scheme not in TRANSPORT_ALIASES:
+        raise ValueError(f"unknown transport {parts.scheme!r}")
+    if parts.port == 0:  # .port raises ValueError unless 0..65535
+        raise ValueError("port 0")
+    if parts.hostname and ":" not in parts.hostname and not _HOST.match(parts.hostname):
+        raise ValueError(f"bad host {parts.hostname!r}")
+
+
 def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Settings:
     """Read and validate ``path``. Raises ConfigError (one line: file, [section], option)."""
     parser = _read(path)
@@ -73,7 +91,12 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
         opt = o.find(section, name)
         assert opt is not None, (section, name)
         raw = _raw(parser, section, name)
-        return _convert(opt, opt.default if raw is None else raw, path, section)
+        where = section
+        if raw is not None and not (
+            parser.has_section(section) and parser.has_option(section, name)
+        ):
+            where = _DEFAULT  # the error names the section the value was written in
+        return _convert(opt, opt.default if raw is None else raw, path, where)
 
     def is_set(section: str, name: str) -> bool:
         return _raw(parser, section, name) is not None
@@ -82,9 +105,11 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
     rpchost = value(o.DAEMON, "rpchost")
     try:
         amqp_url = amqp_url_from_rpchost(rpchost)
-    except ValueError:
+    except ValueError as exc:
+        detail = f" ({exc})" if str(exc) != rpchost.strip() else ""
+        shown = _PASSWORD.sub(r"\1***@", rpchost)
         raise ConfigError(
-            f"{rpchost!r} is not an IP address, host name, HOST:PORT or kombu URL",
+            f"{shown!r} is not an IP address, host name, HOST:PORT or kombu URL{detail}",
             path=path,
             section=o.DAEMON,
             option="rpchost",
@@ -99,6 +124,7 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
         pidfile=value(o.DAEMON, "pidfile"),
         logfile=value(o.DAEMON, "logfile"),
         loglevel=loglevel,
+        log_format=value(o.DAEMON, "log_format"),
         check_interval=value(o.DAEMON, "check_interval"),
         cloud=value(o.DAEMON, "cloud"),
         dry_run=dry_run or value(o.DAEMON, "dry_run"),
@@ -107,6 +133,7 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
         full_resync_interval=value(o.DAEMON, "full_resync_interval"),
         metrics_address=value(o.DAEMON, "metrics_address"),
         coordination_url=value(o.DAEMON, "coordination_url"),
+        pause_file=value(o.DAEMON, "pause_file"),
         reconnect_max_backoff=value(o.DAEMON, "reconnect_max_backoff"),
         prefetch=value(o.DAEMON, "prefetch"),
         foreground=foreground,
@@ -140,7 +167,26 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
                     f"{path}: [{agent.name}] has no Neutron credentials: neither [Daemon] cloud "
                     "nor usable credentials in its conffile; it cannot start until one is set"
                 )
-    return Settings(path=path, daemon=daemon, l3=l3, dhcp=dhcp, dump=dump, warnings=tuple(warnings))
+    planners = [agent for agent in (l3, dhcp) if agent is not None]
+    timeout = resolve_timeout(
+        path=path,
+        daemon_timeout=value(o.DAEMON, "timeout"),
+        plugin_timeouts=[
+            (a.name, a.timeout if is_set(a.name, "timeout") else None) for a in planners
+        ],
+    )
+    l3 = dataclasses.replace(l3, timeout=timeout) if l3 is not None else None
+    dhcp = dataclasses.replace(dhcp, timeout=timeout) if dhcp is not None else None
+    api = resolve_api(path=path, cloud=daemon.cloud, timeout=timeout, agents=planners)
+    return Settings(
+        path=path,
+        daemon=daemon,
+        l3=l3,
+        dhcp=dhcp,
+        dump=dump,
+        api=api,
+        warnings=tuple(warnings),
+    )
 
 
 def check_filter(text: str, *, path: str | None) -> None:
@@ -162,7 +208,7 @@ def _read(path: str) -> configparser.RawConfigParser:
         interpolation=None, strict=True, default_section=_NO_DEFAULT_SECTION
     )
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             parser.read_file(fh)
     except FileNotFoundError:
         raise ConfigError("no such file", path=path) from None
@@ -252,65 +298,6 @@ def _raw(parser: configparser.RawConfigParser, section: str, name: str) -> str |
         if parser.has_section(sect) and parser.has_option(sect, name):
             return parser.get(sect, name) or ""
     return None
-
-
-def _convert(opt: o.Option, raw: str, path: str, section: str) -> Any:
-    text = raw.strip()
-    kind = opt.kind
-
-    def bad() -> ConfigError:
-        return ConfigError(
-            f"{raw!r} is not {kind.expected}", path=path, section=section, option=opt.name
-        )
-
-    try:
-        if kind in (o.Kind.OPT_STR, o.Kind.OPT_PATH) and not text:
-            return None
-        if kind is o.Kind.STR:
-            if not text:
-                raise bad()
-            return text
-        if kind is o.Kind.OPT_STR:
-            return text
-        if kind in (o.Kind.PATH, o.Kind.OPT_PATH):
-            if not text:
-                raise bad()
-            return os.path.abspath(os.path.expanduser(text))
-        if kind in (o.Kind.POS_FLOAT, o.Kind.FRACTION):
-            if not text and opt.default_note:
-                return None  # computed elsewhere (e.g. agent_down_time from neutron.conf)
-            number = float(text)
-            upper = 1.0 if kind is o.Kind.FRACTION else math.inf
-            if not (math.isfinite(number) and 0 < number <= upper):
-                raise bad()
-            return number
-        if kind is o.Kind.POS_INT:
-            count = int(text)
-            if count <= 0:
-                raise bad()
-            return count
-        if kind is o.Kind.BOOL:
-            return o.parse_bool(text)
-        if kind is o.Kind.LEVEL:
-            level = text.upper()
-            level = "WARNING" if level == "WARN" else level
-            if level not in o.LOG_LEVELS:
-                raise bad()
-            return level
-        if kind is o.Kind.WORDS:
-            return o.words(text)
-        if kind is o.Kind.COUNT_OR_ALL:
-            if text.lower() == "all":
-                return None
-            count = int(text)
-            if count <= 0:
-                raise bad()
-            return count
-        if kind is o.Kind.HOSTPORT:
-            return o.parse_hostport(text)
-    except ValueError:
-        raise bad() from None
-    raise AssertionError(kind)
 
 
 def _plugins(names: tuple[str, ...], path: str, warnings: list[str]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable
 
+from rpcdaemon.config.bounds import BOUNDS
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.settings import KeystoneAuth, NeutronConf
 
@@ -51,7 +52,7 @@ def read_neutron_conf(
         return NeutronConf(path=path)
     parser = _parser()
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             parser.read_file(fh)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         reason = " ".join(str(exc).split())
@@ -75,10 +76,11 @@ def read_neutron_conf(
             down_time = float(raw_down)
         except ValueError:
             down_time = math.nan
-        if not (math.isfinite(down_time) and down_time > 0):
+        bound = BOUNDS["agent_down_time"]
+        if not (math.isfinite(down_time) and bound.admits(down_time)):
             raise ConfigError(
                 f"{path} [DEFAULT] agent_down_time = {raw_down!r} is not a number of seconds "
-                "greater than 0",
+                f"{bound.text(' s')}",
                 path=settings_path,
                 section=section,
                 option="conffile",

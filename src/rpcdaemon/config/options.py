@@ -116,6 +116,15 @@ OPTIONS: tuple[Option, ...] = (
         "2014",
     ),
     Option(
+        "log_format",
+        Kind.STR,
+        "text",
+        "text: one line per record (time, pid, level, logger, thread, message); json: one "
+        "JSON object per line (ts, level, logger, message, pid, thread, traceback, and "
+        "plugin, action, resource, agent, reason for actions).",
+        (DAEMON,),
+    ),
+    Option(
         "check_interval",
         Kind.POS_FLOAT,
         "1",
@@ -173,6 +182,24 @@ OPTIONS: tuple[Option, ...] = (
         "A tooz backend URL (e.g. redis://host:6379) to elect one active rpcdaemon among "
         "several; empty = this instance is always active.",
         (DAEMON,),
+    ),
+    Option(
+        "pause_file",
+        Kind.PATH,
+        "/var/lib/rpcdaemon/pause.json",
+        "Where 'rpcdaemon pause' keeps its state when coordination_url is not a Redis URL "
+        "(with Redis the pause is a key there, obeyed by every instance). Mode 0600.",
+        (DAEMON,),
+    ),
+    Option(
+        "timeout",
+        Kind.POS_FLOAT,
+        "",
+        "Longest time in seconds one Neutron API call may take, for every plugin (there is "
+        "one Neutron connection). Setting it and a different [L3Agent]/[DHCPAgent] timeout "
+        "is an error.",
+        (DAEMON,),
+        default_note="the timeout set in [L3Agent]/[DHCPAgent] (they must agree), else 20",
     ),
     Option(
         "reconnect_max_backoff",

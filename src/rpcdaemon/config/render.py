@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 from rpcdaemon.config import options as o
+from rpcdaemon.config.bounds import BOUNDS
+from rpcdaemon.config.convert import expected
 
 _SECTION_HELP: dict[str, str] = {
     o.DAEMON: "The daemon itself. The first six options are the 2014 ones, unchanged.",
@@ -18,6 +20,11 @@ def _shown_default(opt: o.Option) -> str:
     if opt.default_note:
         return f"<{opt.default_note}>"
     return opt.default
+
+
+def _why(opt: o.Option) -> str:
+    bound = BOUNDS.get(opt.name)
+    return f" ({bound.why})" if bound is not None else ""
 
 
 def render_sample() -> str:
@@ -35,7 +42,7 @@ def render_sample() -> str:
         out.append("")
         for opt in o.options_of(section):
             tag = " (2014)" if opt.since == "2014" else ""
-            help_text = f"{opt.help} Type: {opt.kind.expected}.{tag}"
+            help_text = f"{opt.help} Type: {expected(opt)}{_why(opt)}.{tag}"
             out.extend(f"# {line}" for line in textwrap.wrap(help_text, 76))
             out.append(f"#{opt.name} = {_shown_default(opt)}".rstrip())
             out.append("")
@@ -51,8 +58,7 @@ def render_markdown_tables() -> str:
         for opt in o.options_of(section):
             default = _shown_default(opt).replace("|", "\\|") or "(unset)"
             meaning = opt.help.replace("|", "\\|")
-            out.append(
-                f"| `{opt.name}` | {opt.kind.expected} | `{default}` | {opt.since} | {meaning} |"
-            )
+            kind = expected(opt) + _why(opt)
+            out.append(f"| `{opt.name}` | {kind} | `{default}` | {opt.since} | {meaning} |")
         out.append("")
     return "\n".join(out)

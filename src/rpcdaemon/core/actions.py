@@ -31,6 +31,15 @@ class Action:
     def key(self) -> str:
         return f"{self.verb.value}:{self.resource_id}@{self.agent_id}"
 
+    @property
+    def resource(self) -> str:
+        """What at most one unfinished task may change: a router (its bindings move
+        together: a legacy router sits on one agent), or one network's binding to one
+        agent (a network's DHCP bindings are independent of each other)."""
+        if self.verb in (Verb.ADD_ROUTER, Verb.REMOVE_ROUTER):
+            return self.resource_id
+        return f"{self.resource_id}@{self.agent_id}"
+
     def describe(self) -> str:
         what = "router" if self.verb in (Verb.ADD_ROUTER, Verb.REMOVE_ROUTER) else "network"
         op = "add" if self.verb in (Verb.ADD_ROUTER, Verb.ADD_NETWORK) else "remove"
@@ -66,6 +75,11 @@ class Task:
     @property
     def key(self) -> str:
         return "|".join(a.key for a in self.actions)
+
+    @property
+    def resources(self) -> frozenset[str]:
+        """What this task changes (:attr:`Action.resource`): one unfinished task each."""
+        return frozenset(a.resource for a in self.actions)
 
 
 @dataclass(frozen=True)

@@ -72,4 +72,18 @@ class ResourceNotification:
     received_at: float
 
 
+@dataclass(frozen=True)
+class ConsumerLag:
+    """How far our bus consumer is behind, as the AMQP adapter measured it.
+
+    ``messages``: ready messages waiting in our queue(s) (a passive declare's
+    ``message_count``). ``seconds``: the estimated age of the oldest of them: the backlog
+    divided by the rate we consumed at since the last measurement, and never more than the
+    time since the queue was last seen empty (0 when it is empty).
+    """
+
+    messages: int
+    seconds: float
+
+
 Event = Heartbeat | ResourceNotification

@@ -32,13 +32,30 @@ Two levels of judgement:
 
 Start-up grace (Neutron's ``agent_starting_up``): an agent whose last heartbeat carried
 ``start_flag`` is not judged dead before ``started_at + agent_down_time +
-startup_grace_per_network * networks``, where ``networks`` is the larger of its reported
-``configurations["networks"]`` and the bindings the view shows. A DHCP agent busy syncing
-hundreds of networks after a restart misses reports; this keeps it from being evacuated.
+startup_grace_per_network * networks``, where ``networks`` is the count of networks the
+view (Neutron's database) binds to it, as Neutron's ``agent_starting_up`` counts them. A DHCP
+agent busy syncing hundreds of networks after a restart misses reports; this keeps it from
+being evacuated. The count the agent reports on the bus is not used: anyone who can publish
+could forge a huge one and hold a dead agent's evacuation back for days.
 
 Clock skew: the agent's own ``time`` argument is never used for liveness. It only feeds a
 warning when it differs from our wall clock at receipt by more than ``agent_down_time``
 (reported once when it starts and once when it recovers).
+
+Agents Neutron does not know: the bus is open to every service, so heartbeats may come
+from hosts that are not Neutron agents (forged, or a node not registered yet). The model
+keeps the records of agents outside the *known* set (the last snapshot's agents, given by
+:meth:`LivenessModel.set_known` and by ``evaluate(expected=...)``) apart, and bounded:
+
+* they produce no transitions and no skew warnings (so no per-host log line);
+* each expires after its type's ``agent_down_time`` of silence;
+* at most ``unknown_cap + unknown_per_known * len(known)`` are kept (defaults 1024 + 1 per
+  known agent); beyond that the least recently heard is dropped;
+* :meth:`LivenessModel.take_newcomers` counts the unknown keys first heard since the last
+  call, so the reactor can take a fresh snapshot (rate-limited) and see whether Neutron
+  knows them: a replacement node is noticed quickly. Once known, the record moves over.
+
+Consumer lag: see :mod:`rpcdaemon.core.busstate` (no death while our own consumer lags).
 
 Why a mutable class: heartbeats arrive at ``agents / report_interval`` per second (about
 33/s for 1000 agents); copying an immutable map per heartbeat is O(agents). The model is
@@ -48,131 +65,34 @@ frozen, and :meth:`LivenessModel.snapshot` hands out a copy for other threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterable
 
+from rpcdaemon.core.busstate import LAG_LIMIT_FRACTION, BusState, lag_limit
 from rpcdaemon.core.events import Heartbeat
-from rpcdaemon.core.ids import AgentId, AgentType, Host, Liveness
+from rpcdaemon.core.ids import AgentId, AgentType, Liveness
 from rpcdaemon.core.policy import Policy
+from rpcdaemon.core.records import (
+    AgentKey,
+    AgentRecord,
+    Judgement,
+    SkewChange,
+    Transition,
+    kept_configurations,
+    parse_agent_time,
+)
+from rpcdaemon.core.strangers import Strangers
 from rpcdaemon.core.view import AgentInfo, ClusterView
 
-
-@dataclass(frozen=True, order=True)
-class AgentKey:
-    """How the bus names an agent: Neutron's ``agent_type`` string and the host."""
-
-    agent_type: str
-    host: Host
-
-    @classmethod
-    def of(cls, item: Heartbeat | AgentInfo) -> AgentKey:
-        return cls(item.agent_type, item.host)
-
-    def __str__(self) -> str:
-        return f"{self.agent_type}@{self.host}"
-
-
-@dataclass(frozen=True)
-class BusState:
-    """What the reactor knows about the consumer: connected, and since when (monotonic)."""
-
-    connected: bool
-    listening_since: float | None = None  # monotonic time of the last (re)connect
-
-    def listened_for(self, now: float) -> float:
-        """Seconds we have been listening without interruption (0 when disconnected)."""
-        if not self.connected or self.listening_since is None:
-            return 0.0
-        return max(0.0, now - self.listening_since)
-
-
-@dataclass(frozen=True)
-class AgentRecord:
-    """What the bus told us about one agent. Times are our monotonic receive clock."""
-
-    key: AgentKey
-    last_seen: float
-    started_at: float | None  # receive time of the last heartbeat with start_flag
-    availability_zone: str | None
-    configurations: Mapping[str, Any] = field(default_factory=dict)
-    agent_time: str | None = None  # the agent's own clock, as sent
-    skew: float | None = None  # our wall clock minus the agent's, seconds (None: unreadable)
-
-    @property
-    def reported_networks(self) -> int:
-        return _count(self.configurations.get("networks"))
-
-    @property
-    def reported_routers(self) -> int:
-        return _count(self.configurations.get("routers"))
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """One agent's liveness with a one-line reason (for logs and plan reasons)."""
-
-    liveness: Liveness
-    reason: str
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A change of the heartbeat-clock liveness of one agent, reported once."""
-
-    key: AgentKey
-    old: Liveness
-    new: Liveness
-    reason: str
-
-    def describe(self) -> str:
-        return f"{self.key}: {self.old.value} -> {self.new.value} ({self.reason})"
-
-
-@dataclass(frozen=True)
-class SkewChange:
-    """The agent's clock started (``skewed``) or stopped differing from ours by > ``limit``."""
-
-    key: AgentKey
-    skewed: bool
-    skew: float  # seconds; positive: the agent's clock is behind ours
-    limit: float
-
-    def describe(self) -> str:
-        if self.skewed:
-            return (
-                f"{self.key}: clock differs from ours by {self.skew:+.1f}s "
-                f"(more than agent_down_time {self.limit:.0f}s)"
-            )
-        return f"{self.key}: clock back within {self.limit:.0f}s of ours ({self.skew:+.1f}s)"
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return max(0, int(value))
-
-
-def parse_agent_time(text: str | None) -> float | None:
-    """The agent's ``time`` (ISO 8601, UTC, usually without offset) as a POSIX timestamp."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+UNKNOWN_CAP = 1024
+"""Records of agents Neutron does not know kept at most, plus ``UNKNOWN_PER_KNOWN`` each."""
+UNKNOWN_PER_KNOWN = 1
 
 
 def deadline(record: AgentRecord, policy: Policy, *, hosted_networks: int = 0) -> float:
     """Monotonic time after which ``record``'s agent is stale by our clock."""
     due = record.last_seen + policy.agent_down_time
     if record.started_at is not None:
-        networks = max(hosted_networks, record.reported_networks)
-        grace = policy.startup_grace_per_network * networks
+        grace = policy.startup_grace_per_network * hosted_networks
         due = max(due, record.started_at + policy.agent_down_time + grace)
     return due
 
@@ -190,6 +110,11 @@ def judge(
         return Judgement(Liveness.ALIVE, f"heartbeat {now - record.last_seen:.1f}s ago")
     if not bus.connected:
         return Judgement(Liveness.UNKNOWN, "bus disconnected: not judging by our clock")
+    if bus.lagging:
+        behind = bus.lag.seconds if bus.lag is not None else 0.0
+        return Judgement(
+            Liveness.UNKNOWN, f"our consumer lags {behind:.0f}s behind: not judging by our clock"
+        )
     listened = bus.listened_for(now)
     if bus.listening_since is None or listened < policy.agent_down_time:
         return Judgement(
@@ -231,31 +156,87 @@ def hosted_network_counts(view: ClusterView) -> dict[AgentId, int]:
 
 
 class LivenessModel:
-    """Per-agent heartbeat records and the last reported state. One owner thread."""
+    """Per-agent heartbeat records and the last reported state. One owner thread.
 
-    def __init__(self) -> None:
-        self._records: dict[AgentKey, AgentRecord] = {}
+    Records of known agents (see :meth:`set_known`) are judged and reported; the others are
+    kept apart, bounded and silent (see the module docstring).
+    """
+
+    def __init__(
+        self, *, unknown_cap: int = UNKNOWN_CAP, unknown_per_known: int = UNKNOWN_PER_KNOWN
+    ) -> None:
+        self._records: dict[AgentKey, AgentRecord] = {}  # known agents
+        self._unknown: Strangers[AgentKey, AgentRecord] = Strangers()
+        self._known: set[AgentKey] = set()
         self._reported: dict[AgentKey, Liveness] = {}
         self._skewed: set[AgentKey] = set()
+        self._down_time = 0.0  # the longest agent_down_time seen: how long a demoted record lives
+        self._unknown_cap = unknown_cap
+        self._unknown_per_known = unknown_per_known
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._records) + len(self._unknown)
+
+    @property
+    def unknown_count(self) -> int:
+        """Records kept for agents Neutron does not know (for a metric)."""
+        return len(self._unknown)
+
+    @property
+    def unknown_limit(self) -> int:
+        """At most this many unknown records are kept."""
+        return self._unknown_cap + self._unknown_per_known * len(self._known)
 
     def get(self, key: AgentKey) -> AgentRecord | None:
-        return self._records.get(key)
+        record = self._records.get(key)
+        if record is not None:
+            return record
+        return self._unknown.get(key)
 
     def snapshot(self) -> dict[AgentKey, AgentRecord]:
         """A copy of the records (frozen values), safe to hand to another thread."""
-        return dict(self._records)
+        out = dict(self._unknown.items())
+        out.update(self._records)
+        return out
+
+    def take_newcomers(self) -> int:
+        """Unknown agent keys first heard since the last call (then reset to 0): when
+        non-zero, a fresh snapshot may show that Neutron knows them (a replacement node).
+        A key dropped (expired or over the cap) and heard again counts again."""
+        return self._unknown.take_arrivals()
+
+    def set_known(self, keys: Iterable[AgentKey]) -> None:
+        """The agents Neutron knows (the last snapshot's). Their records are judged and
+        reported; records of agents no longer known become unknown records (bounded,
+        silent, expiring)."""
+        known = set(keys)
+        for key in self._known - known:
+            record = self._records.pop(key, None)
+            if record is not None:
+                self._unknown.put(key, record, expires_at=record.last_seen + self._down_time)
+                self._unknown.take_arrivals()  # not a newcomer: Neutron knew it until now
+            self._reported.pop(key, None)
+            self._skewed.discard(key)
+        self._known = known
+        self._promote(known)
+        self._unknown.trim(self.unknown_limit)
+
+    def _promote(self, keys: Iterable[AgentKey]) -> None:
+        for key in keys:
+            record = self._unknown.pop(key)
+            if record is not None:
+                self._records[key] = record
 
     def observe(self, heartbeat: Heartbeat, *, policy: Policy) -> SkewChange | None:
-        """Record a heartbeat. Returns a skew change for this agent, if any (else None).
+        """Record a heartbeat. Returns a skew change for this agent, if any (else None;
+        always None for an agent Neutron does not know).
 
         A heartbeat received earlier than the one already recorded (reordering after a
         redelivery) does not move ``last_seen`` back.
         """
         key = AgentKey.of(heartbeat)
-        previous = self._records.get(key)
+        known = key in self._known
+        previous = self.get(key)
         agent_epoch = parse_agent_time(heartbeat.agent_time)
         skew = None if agent_epoch is None else heartbeat.received_wall - agent_epoch
         if previous is not None and heartbeat.received_at < previous.last_seen:
@@ -263,16 +244,23 @@ class LivenessModel:
         started_at = heartbeat.received_at if heartbeat.start_flag else None
         if started_at is None and previous is not None:
             started_at = previous.started_at
-        self._records[key] = AgentRecord(
+        record = AgentRecord(
             key=key,
             last_seen=heartbeat.received_at,
             started_at=started_at,
             availability_zone=heartbeat.availability_zone,
-            configurations=dict(heartbeat.configurations),
+            configurations=kept_configurations(heartbeat.configurations),
             agent_time=heartbeat.agent_time,
             skew=skew,
         )
-        return self._skew_change(key, skew, policy.agent_down_time)
+        self._down_time = max(self._down_time, policy.agent_down_time)
+        if known:
+            self._records[key] = record
+            return self._skew_change(key, skew, policy.agent_down_time)
+        self._unknown.expire(heartbeat.received_at)
+        self._unknown.put(key, record, expires_at=heartbeat.received_at + policy.agent_down_time)
+        self._unknown.trim(self.unknown_limit)
+        return None
 
     def _skew_change(self, key: AgentKey, skew: float | None, limit: float) -> SkewChange | None:
         if skew is None:
@@ -288,6 +276,7 @@ class LivenessModel:
     def forget(self, key: AgentKey) -> None:
         """Drop an agent (deleted from Neutron). Its next heartbeat starts afresh."""
         self._records.pop(key, None)
+        self._unknown.pop(key)
         self._reported.pop(key, None)
         self._skewed.discard(key)
 
@@ -302,17 +291,23 @@ class LivenessModel:
     ) -> list[Transition]:
         """Heartbeat-clock changes since the last call, each reported once, sorted by key.
 
-        Judges every agent heard on the bus, plus ``expected`` (e.g. the view's agents, so
-        that one never heard of becomes DEAD after the window). ``agent_type`` restricts
-        the pass to one type (each plugin has its own ``agent_down_time``). The first
-        judgement of an agent is reported as a change from UNKNOWN.
+        Judges every known agent heard on the bus, plus ``expected`` (e.g. the view's
+        agents, so that one never heard of becomes DEAD after the window); ``expected``
+        keys count as known from now on. ``agent_type`` restricts the pass to one type
+        (each plugin has its own ``agent_down_time``). The first judgement of an agent is
+        reported as a change from UNKNOWN. Unknown agents are never reported; their
+        records expire here too.
         """
-        keys = set(self._records)
+        self._unknown.expire(now)
+        expected = [k for k in expected if agent_type is None or k.agent_type == agent_type]
+        fresh = [k for k in expected if k not in self._known]
+        if fresh:
+            self._known.update(fresh)
+            self._promote(fresh)
+        keys = {k for k in self._records if agent_type is None or k.agent_type == agent_type}
         keys.update(expected)
         changes: list[Transition] = []
         for key in sorted(keys):
-            if agent_type is not None and key.agent_type != agent_type:
-                continue
             judgement = judge(self._records.get(key), now=now, policy=policy, bus=bus)
             old = self._reported.get(key, Liveness.UNKNOWN)
             if judgement.liveness is not old:
@@ -328,7 +323,7 @@ class LivenessModel:
         result: dict[AgentId, Judgement] = {}
         for agent in view.agents.values():
             heartbeat = judge(
-                self._records.get(AgentKey.of(agent)),
+                self.get(AgentKey.of(agent)),
                 now=now,
                 policy=policy,
                 bus=bus,
@@ -350,7 +345,7 @@ class LivenessModel:
         hosted = hosted_network_counts(view)
         found: set[AgentId] = set()
         for agent in view.agents_of_type(agent_type):
-            record = self._records.get(AgentKey.of(agent))
+            record = self.get(AgentKey.of(agent))
             if record is None:
                 continue
             due = deadline(record, policy, hosted_networks=hosted.get(agent.id, 0))
@@ -364,7 +359,7 @@ class LivenessModel:
         back without listing them (see ``core.view.what_changed``)."""
         counts: dict[AgentId, int] = {}
         for agent in view.agents.values():
-            record = self._records.get(AgentKey.of(agent))
+            record = self.get(AgentKey.of(agent))
             if record is None or record.last_seen <= since:
                 continue
             if agent.agent_type == AgentType.L3.value and "routers" in record.configurations:
@@ -380,3 +375,21 @@ class LivenessModel:
         return {
             agent_id: j.liveness for agent_id, j in self.judgements(view, now, policy, bus).items()
         }
+
+
+__all__ = [
+    "LAG_LIMIT_FRACTION",
+    "AgentKey",
+    "AgentRecord",
+    "BusState",
+    "Judgement",
+    "LivenessModel",
+    "SkewChange",
+    "Transition",
+    "combine",
+    "deadline",
+    "hosted_network_counts",
+    "judge",
+    "lag_limit",
+    "parse_agent_time",
+]

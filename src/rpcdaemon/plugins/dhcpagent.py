@@ -26,7 +26,7 @@ Rules, per pass:
 
 Task order (the per-pass cap keeps the first ones): adds to networks that have no live
 host, then removals from dead agents, then other adds, then deleted-network cleanup; by
-network id and agent host within each group. The plan then passes the guards.
+network id and agent host within each group. The runtime then applies the one guard.
 """
 
 from __future__ import annotations
@@ -35,18 +35,27 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from rpcdaemon.core.actions import Plan, Task, add_network, remove_network
-from rpcdaemon.core.events import BusMessage
-from rpcdaemon.core.guards import apply_guards
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness, NetworkId
 from rpcdaemon.core.placement import LoadTracker, describe_constraints, is_live, network_targets
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import AgentInfo, ClusterView, NetworkInfo
-from rpcdaemon.plugins.base import Binding
-from rpcdaemon.settings import AgentPluginSettings, Settings
+from rpcdaemon.plugins.base import AgentPlanner
 
 logger = logging.getLogger(__name__)
 
 _RESTORE, _EVACUATE, _REPLICATE, _CLEANUP = range(4)
+
+DHCP_EVENTS = frozenset(
+    {
+        "network.create.end",
+        "network.delete.end",
+        "network.update.end",
+        "subnet.create.end",
+        "subnet.update.end",
+        "subnet.delete.end",
+    }
+)
+"""Notifications that change which networks need DHCP: a pass at once."""
 
 
 def _where(agent: AgentInfo) -> str:
@@ -158,24 +167,18 @@ def plan_networks(view: ClusterView, verdicts: Mapping[AgentId, Liveness], polic
     return Plan(DHCPAgentPlugin.name, state.ordered_tasks(), tuple(state.held))
 
 
-class DHCPAgentPlugin:
-    """Planner for networks on ``DHCP agent`` agents; the reactor owns liveness."""
+class DHCPAgentPlugin(AgentPlanner):
+    """Planner for networks on ``DHCP agent`` agents; the runtime owns liveness and the guard."""
 
     name = "DHCPAgent"
     agent_type = AgentType.DHCP.value
+    notifications = DHCP_EVENTS
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings: AgentPluginSettings = settings.dhcp or AgentPluginSettings(name=self.name)
-
-    def bindings(self) -> Sequence[Binding]:
-        exchange = self.settings.exchange
-        keys = list(self.settings.routing_keys)
+    def routing_keys(self) -> tuple[str, ...]:
+        keys = self.settings.routing_keys
         if self.settings.notifications:
-            keys.append(f"{self.settings.notification_topic}.info")
-        return tuple(Binding(exchange, key) for key in dict.fromkeys(keys))
-
-    def observe(self, message: BusMessage) -> None:
-        """Nothing: heartbeats and notifications feed the reactor, not this plugin."""
+            keys = (*keys, f"{self.settings.notification_topic}.info")
+        return keys
 
     def plan(
         self,
@@ -184,10 +187,7 @@ class DHCPAgentPlugin:
         policy: Policy,
         now: float,
     ) -> Plan:
-        """Pure: networks off dead DHCP agents and onto every (or N) live one, guarded."""
-        raw = plan_networks(view, verdicts, policy)
-        plan = apply_guards(
-            raw, view=view, verdicts=verdicts, policy=policy, agent_type=self.agent_type
-        )
+        """Pure: networks off dead DHCP agents and onto every (or N) live one."""
+        plan = plan_networks(view, verdicts, policy)
         logger.debug("DHCP plan at %.1f: %d task(s), %d held", now, len(plan.tasks), len(plan.held))
         return plan

@@ -19,9 +19,13 @@ Each message is turned into this view (the same fields the filter sees and the o
 ``time``         (output only, not filterable) when Dump printed it, UTC ISO 8601
 ============== ==========================================================================
 
-Secrets are redacted *before* filtering and printing: ``context.auth_token`` and every key, at
-any depth, whose name contains one of ``[Dump] redact`` (token, password, secret, passwd,
-credential) shows ``"***"``; a null stays null.
+Secrets are redacted *before* filtering and printing (:mod:`rpcdaemon.plugins.redact`), at
+any depth: every key whose name contains one of ``[Dump] redact`` (token, password, secret,
+passwd, credential) or a built-in secret name (auth_token, authorization, cookie, passphrase,
+private_key, ssh_key, api_key, access_key; pass, pwd, psk as a whole part of the name) shows
+``"***"`` (a null stays null); inside strings, URL passwords (every host of a multi-host
+``transport_url``), ``password=``/``token=``/``X-Auth-Token:`` values and ``Authorization:``
+headers are masked.
 
 ``[Dump] filter`` is a JMESPath expression (https://jmespath.org) over that view; a message is
 printed when the result is truthy in JMESPath's sense (not null, false, "" or an empty list or
@@ -33,18 +37,20 @@ object). Strings are in single quotes. Examples::
     contains(to_string(@), 'net1')
 
 The 2014 Python-expression filter (``message['method'] == 'report_state'``) is refused at load
-time with the equivalent JMESPath shown.
+time with the equivalent JMESPath shown, and so is a comparison with a double-quoted name
+(``method == "report_state"``: in JMESPath that is a field, so it matched the wrong messages).
 
 Output: ``[Dump] output`` set -> one JSON line per message appended to that file (flushed per
-line); else in the foreground (``-d``) -> pretty JSON on stdout; else -> this module's logger
-at DEBUG, as the 2014 daemon did.
+line; created mode 0600 whatever the umask); else in the foreground (``-d``) -> pretty JSON on
+stdout; else -> this module's logger at DEBUG, as the 2014 daemon did. Any nesting depth
+prints (:mod:`rpcdaemon.plugins.jsontext`).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -56,9 +62,11 @@ from typing import Any, TextIO
 import jmespath
 import jmespath.exceptions
 import jmespath.functions
+import jmespath.lexer
 
 from rpcdaemon.core.events import BusMessage
 from rpcdaemon.plugins.base import Binding
+from rpcdaemon.plugins.jsontext import dumps, to_jsonable
 from rpcdaemon.plugins.redact import redact
 from rpcdaemon.settings import DumpSettings, Settings
 
@@ -82,6 +90,7 @@ VIEW_FIELDS = (
 _PROMOTED = frozenset({"method", "args", "event_type", "payload", "publisher_id", "priority"})
 EXAMPLE = "method == 'report_state'"
 WARN_EVERY = 60.0
+OUTPUT_MODE = 0o600  # [Dump] output is created owner-only, whatever the umask
 
 
 # -- the filter -----------------------------------------------------------------------------
@@ -180,6 +189,16 @@ def compile_filter(text: str) -> CompiledFilter:
             f"{where}); e.g. {EXAMPLE} && args.agent_state.agent_state.host == 'net1' "
             f"(fields: {fields})"
         ) from None
+    quoted = _quoted_operands(stripped)
+    if quoted:
+        fixed = stripped
+        for start, end, name in reversed(quoted):
+            fixed = fixed[:start] + "'" + name.replace("'", "\\'") + "'" + fixed[end:]
+        raise ValueError(
+            f"filter {stripped!r} compares with a double-quoted name, which JMESPath reads as "
+            f"a field, not a string (it matches the wrong messages); strings take single "
+            f'quotes: {fixed} (a field whose name needs quotes: @."name")'
+        )
     unknown = sorted(_functions_in(expression.parsed) - _KNOWN_FUNCTIONS)
     if unknown:
         raise ValueError(
@@ -190,6 +209,28 @@ def compile_filter(text: str) -> CompiledFilter:
 
 
 _KNOWN_FUNCTIONS = frozenset(jmespath.functions.Functions().FUNCTION_TABLE)
+_COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
+_PATH_NEXT = frozenset({"dot", "lbracket", "filter", "flatten"})
+_DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _quoted_operands(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of each "double-quoted" identifier that is a whole operand of a
+    comparison (``method == "report_state"``): in 2014 and in Python that was a string."""
+    tokens = list(jmespath.lexer.Lexer().tokenize(text))
+    found: list[tuple[int, int, str]] = []
+    for i, token in enumerate(tokens):
+        if token["type"] != "quoted_identifier":
+            continue
+        before = tokens[i - 1]["type"] if i > 0 else None
+        after = tokens[i + 1]["type"] if i + 1 < len(tokens) else None
+        if before == "dot" or after in _PATH_NEXT:
+            continue  # part of a path: a."b-c" or "b-c".d
+        if before in _COMPARATORS or after in _COMPARATORS:
+            match = _DOUBLE_QUOTED.match(text, token["start"])
+            if match is not None:
+                found.append((match.start(), match.end(), str(token["value"])))
+    return found
 
 
 def _functions_in(node: Any) -> set[str]:
@@ -213,7 +254,7 @@ def _functions_in(node: Any) -> set[str]:
 def message_view(message: BusMessage) -> dict[str, Any]:
     """The dict Dump filters and prints (not yet redacted), made of JSON types only
     (AMQP timestamps and bytes in headers become strings), so every JMESPath function works."""
-    view = {
+    view: dict[str, Any] = {
         "exchange": message.exchange,
         "routing_key": message.routing_key,
         "kind": message.kind.value,
@@ -228,16 +269,8 @@ def message_view(message: BusMessage) -> dict[str, Any]:
         "fields": {k: v for k, v in message.body.items() if k not in _PROMOTED},
         "properties": dict(message.properties),
     }
-    jsonable: dict[str, Any] = json.loads(json.dumps(view, default=_json_default))
+    jsonable: dict[str, Any] = to_jsonable(view)
     return jsonable
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    return str(value)
 
 
 # -- the plugin -----------------------------------------------------------------------------
@@ -285,7 +318,7 @@ class DumpPlugin:
         assert self._filter is not None
         try:
             return self._filter.matches(view)
-        except jmespath.exceptions.JMESPathError as exc:  # e.g. a function on a null
+        except (jmespath.exceptions.JMESPathError, RecursionError) as exc:  # a null, too deep
             self._warn("filter", "Dump filter %r failed on a message: %s", self._filter.text, exc)
             return False
 
@@ -294,12 +327,12 @@ class DumpPlugin:
         with self._lock:
             if self._settings.output:
                 if self._file is None:
-                    self._file = open(self._settings.output, "a", encoding="utf-8")
-                line = json.dumps(stamped, sort_keys=True, default=_json_default)
+                    self._file = open_private(self._settings.output)
+                line = dumps(stamped)
                 self._file.write(line + "\n")
                 self._file.flush()
             elif self._foreground:
-                text = json.dumps(stamped, sort_keys=True, indent=2, default=_json_default)
+                text = dumps(stamped, indent=2)
                 out = self._stdout or sys.stdout
                 try:
                     print(text, file=out, flush=True)
@@ -309,7 +342,7 @@ class DumpPlugin:
             else:
                 if not logger.isEnabledFor(logging.DEBUG):
                     return
-                logger.debug("%s", json.dumps(stamped, sort_keys=True, default=_json_default))
+                logger.debug("%s", dumps(stamped))
             self.printed += 1
 
     def _warn(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
@@ -318,3 +351,10 @@ class DumpPlugin:
         if last is None or now - last >= WARN_EVERY:
             self._warned_at[key] = now
             logger.warning(msg, *args, exc_info=exc_info)
+
+
+def open_private(path: str) -> TextIO:
+    """Open ``path`` to append UTF-8 text, creating it mode 0600 (umask can only narrow it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(path, flags, OUTPUT_MODE)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")

@@ -30,7 +30,7 @@ dead (DEAD). Then:
   routers unserved); admin-down agents are never targets.
 
 Targets come from :mod:`rpcdaemon.core.placement` (least loaded, updated as the plan is
-built); the plan then passes :func:`rpcdaemon.core.guards.apply_guards`. Tasks are ordered
+built); the runtime then applies :func:`rpcdaemon.core.guards.guard`. Tasks are ordered
 by router id (deterministic); each carries a reason naming the agent and why.
 """
 
@@ -40,8 +40,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from rpcdaemon.core.actions import Plan, Task, add_router, remove_router
-from rpcdaemon.core.events import BusMessage
-from rpcdaemon.core.guards import apply_guards
 from rpcdaemon.core.ids import AgentId, AgentMode, AgentType, Liveness
 from rpcdaemon.core.placement import (
     NEVER_TOUCHED_MODES,
@@ -52,8 +50,7 @@ from rpcdaemon.core.placement import (
 )
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import AgentInfo, ClusterView, RouterInfo
-from rpcdaemon.plugins.base import Binding
-from rpcdaemon.settings import AgentPluginSettings, Settings
+from rpcdaemon.plugins.base import AgentPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -188,21 +185,11 @@ def plan_routers(view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy
     return Plan(L3AgentPlugin.name, tuple(state.tasks), tuple(state.held))
 
 
-class L3AgentPlugin:
-    """Planner for routers on ``L3 agent`` agents; the reactor owns liveness."""
+class L3AgentPlugin(AgentPlanner):
+    """Planner for routers on ``L3 agent`` agents; the runtime owns liveness and the guard."""
 
     name = "L3Agent"
     agent_type = AgentType.L3.value
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings: AgentPluginSettings = settings.l3 or AgentPluginSettings(name=self.name)
-
-    def bindings(self) -> Sequence[Binding]:
-        exchange = self.settings.exchange
-        return tuple(Binding(exchange, key) for key in self.settings.routing_keys)
-
-    def observe(self, message: BusMessage) -> None:
-        """Nothing: heartbeats feed the reactor's liveness model, not this plugin."""
 
     def plan(
         self,
@@ -211,10 +198,7 @@ class L3AgentPlugin:
         policy: Policy,
         now: float,
     ) -> Plan:
-        """Pure: routers off dead L3 agents and unhosted routers onto live ones, guarded."""
-        raw = plan_routers(view, verdicts, policy)
-        plan = apply_guards(
-            raw, view=view, verdicts=verdicts, policy=policy, agent_type=self.agent_type
-        )
+        """Pure: routers off dead L3 agents and unhosted routers onto live ones."""
+        plan = plan_routers(view, verdicts, policy)
         logger.debug("L3 plan at %.1f: %d task(s), %d held", now, len(plan.tasks), len(plan.held))
         return plan

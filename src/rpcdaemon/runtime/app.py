@@ -1,9 +1,11 @@
 """The whole daemon, wired: plugins, bus consumer, reactor, executor, leader election,
 metrics. ``rpcdaemon run`` and ``rpcdaemon demo`` both come through :func:`run`.
 
-Threads: the bus consumer (decode, hand on, ack) → the reactor (owns the liveness model,
-plans) → the executor pool (bounded Neutron API concurrency); the metrics server and the
-leader elector run beside them and read immutable snapshots.
+Threads: the bus consumer (decode, hand on, ack) → the reactor (intake, judging, the pass
+schedule, passes) → the executor pool beside it (``max_concurrency`` workers shared by
+every plugin, one task per resource); the metrics server and the leader elector run
+beside them and read immutable snapshots. Every needed thread is watched: one that dies
+stops the process with exit status 1 (its supervisor restarts it), and /healthz says so.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from rpcdaemon.adapters import neutron as neutron_adapter
 from rpcdaemon.adapters.codec import CodecStats
 from rpcdaemon.adapters.coordination import Elector, elector_from_settings
 from rpcdaemon.adapters.ports import NeutronPort
+from rpcdaemon.config.api import resolve_api
 from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.core.events import BusMessage, Heartbeat
 from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import AgentKey, Transition
@@ -34,7 +38,8 @@ from rpcdaemon.runtime import services
 from rpcdaemon.runtime.executor import ActionResult, Executor
 from rpcdaemon.runtime.reactor import Reactor
 from rpcdaemon.runtime.report import PassReport
-from rpcdaemon.settings import AgentPluginSettings, Settings
+from rpcdaemon.runtime.watch import ELECTOR_THREAD, ThreadWatch
+from rpcdaemon.settings import AgentPluginSettings, NeutronApiSettings, Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +55,8 @@ class Hooks:
     on_action: Callable[[ActionResult], None] | None = None
     on_reactor: Callable[[Reactor], None] | None = None  # called once, before it starts
     on_plan: Callable[[Plan], None] | None = None  # each planner's plan, before the gates
+    on_tick: Callable[[], None] | None = None  # after every reactor tick (systemd WATCHDOG=1)
+    on_ready: Callable[[], None] | None = None  # once, after the first snapshot (READY=1)
 
 
 def policy_for(section: AgentPluginSettings) -> Policy:
@@ -67,6 +74,23 @@ def policy_for(section: AgentPluginSettings) -> Policy:
 def _sections(settings: Settings, planners: Sequence[Planner]) -> dict[str, AgentPluginSettings]:
     by_name = {s.name: s for s in (settings.l3, settings.dhcp) if s is not None}
     return {p.agent_type: by_name[p.name] for p in planners if p.name in by_name}
+
+
+def api_settings(settings: Settings, planners: Sequence[Planner]) -> NeutronApiSettings:
+    """``settings.api`` as the loader resolved it; for Settings built by hand (tests, the
+    demo, benchmarks), the same resolution from the planner sections."""
+    if settings.api is not None:
+        return settings.api
+    sections = list(_sections(settings, planners).values())
+    resolved = resolve_api(
+        path=settings.path,
+        cloud=settings.daemon.cloud,
+        timeout=sections[0].timeout if sections else 20.0,
+        agents=sections,
+    )
+    if resolved is None:
+        raise ConfigError("no planner plugin: no Neutron API settings", option="plugins")
+    return resolved
 
 
 def run(
@@ -87,21 +111,27 @@ def run(
         return services.run(settings, stop=stop, plugins=plugins)
 
     sections = _sections(settings, planners)
-    primary = sections.get("L3 agent") or next(iter(sections.values()))
+    api = settings.api or api_settings(settings, planners)
     prom = CollectorRegistry()
     codec_stats = CodecStats()
     holder: dict[str, Reactor] = {}
     elector: Elector = elector_from_settings(settings.daemon)
+
+    watch = ThreadWatch()
 
     def status() -> StatusSnapshot:
         return holder["reactor"].status(
             is_leader=elector.is_leader,
             coordination_connected=elector.connected,
             dry_run=settings.daemon.dry_run,
+            watched=watch.names(),
+            dead=watch.dead(),
         )
 
     metrics = install(prom, status, codec_stats=codec_stats.snapshot)
-    port = neutron or neutron_adapter.connect(primary, settings.daemon, observer=metrics.api_call)
+    port = neutron or neutron_adapter.connect(
+        api, concurrency=settings.daemon.max_concurrency, observer=metrics.api_call
+    )
     executor = Executor(
         port,
         max_concurrency=settings.daemon.max_concurrency,
@@ -123,6 +153,8 @@ def run(
         on_pass=_chain(tracker.on_pass, hooks.on_pass),
         on_transition=_chain(tracker.on_transition, hooks.on_transition),
         on_plan=hooks.on_plan,
+        on_tick=hooks.on_tick,
+        on_ready=hooks.on_ready,
     )
     holder["reactor"] = reactor
     tracker.reactor = reactor
@@ -139,6 +171,11 @@ def run(
     if server is not None:
         server.start()
     reactor_thread.start()
+    watch.add(reactor_thread)
+    watch.add_named(services.CONSUMER_THREAD)
+    if settings.daemon.coordination_url:
+        watch.add_named(ELECTOR_THREAD)
+    watch.add_pool(executor.dead_threads)
     try:
         exit_code = services.run(
             settings,
@@ -147,16 +184,22 @@ def run(
             on_message=_submitter(reactor, metrics),
             on_connection_change=reactor.connection_changed,
             stats=codec_stats,
+            dead_threads=watch.dead,
+            on_lag=reactor.intake.lag_measured,
         )
     finally:
         stop.set()
         # No new task starts once stop is set, but a move in flight is finished (remove,
         # then add: a legacy router is never left unhosted by a shutdown we could wait for).
         # That is at most two API calls of `timeout` seconds each.
-        grace = max(services.JOIN_TIMEOUT, 2 * primary.timeout + 1)
+        grace = max(services.JOIN_TIMEOUT, 2 * api.timeout + 1)
+        deadline = time.monotonic() + grace
         reactor_thread.join(grace)
         if reactor_thread.is_alive():
             logger.error("the reactor did not stop within %.0f s", grace)
+            exit_code = 1
+        if not executor.shutdown(max(0.0, deadline - time.monotonic())):
+            logger.error("a task in flight did not finish within %.0f s of the stop", grace)
             exit_code = 1
         elector.stop()
         if server is not None:

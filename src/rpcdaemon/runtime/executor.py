@@ -1,56 +1,53 @@
-"""Runs a Plan against Neutron: bounded concurrency, idempotent steps, retries, re-checks.
+"""Runs tasks against Neutron beside the reactor: a bounded pool, one task per resource.
 
-Tasks run concurrently (at most ``max_concurrency`` at once); the actions inside a task
-run in order (remove the router from the dead agent, then add it to the target).
+The reactor hands tasks over (:meth:`Executor.submit`) and goes back to judging heartbeats;
+a pool of ``max_concurrency`` worker threads, shared by every plugin, runs them. A resource
+(router, network) is in at most one unfinished task: a task whose resource is busy is
+refused, and the next pass re-plans it from what finished. The actions inside a task run
+in order (remove the router from the dead agent, then add it to the target). The reactor
+collects results with :meth:`Executor.take_finished`.
 
 Safety rules applied here, because they need fresh data:
 
 * before a task with a ``source_agent`` runs, the source is re-checked: a heartbeat seen on
-  the bus (``agent_is_back``) or a fresh API read saying ``alive: true`` stops every
-  remaining task off that agent ("agents come back mid-evacuation");
-* a temporary error (5xx, timeout, connection loss) is retried with capped exponential
-  backoff; after a temporary error on an *add* the binding is re-read, because Neutron may
-  have saved it before failing (router_added_to_agent is an RPC call to the agent);
+  the bus since the task's pass began (``agent_is_back``) or a fresh API read saying
+  ``alive: true`` stops every remaining task of that pass off that agent ("agents come back
+  mid-evacuation");
+* a temporary error (5xx, timeout, connection loss) is retried along the daemon's one
+  :class:`~rpcdaemon.core.backoff.Backoff`; after a temporary error on an *add* the binding
+  is re-read, because Neutron may have saved it before failing (router_added_to_agent is an
+  RPC call to the agent);
 * "already done" answers are success (the adapter maps them); a 409/404 that means
   "someone else changed this" ends the task quietly: the next pass re-plans from fresh
   state.
+
+Shutdown: once ``stop`` is set no task starts; a task already running finishes its actions
+(a legacy router is never left unhosted by a shutdown we could wait for).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rpcdaemon.adapters.ports import NeutronPort
-from rpcdaemon.core.actions import Action, Plan, Task, Verb
-from rpcdaemon.core.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
-from rpcdaemon.core.ids import AgentId, NetworkId, RouterId
+from rpcdaemon.core.actions import Plan, Task
+from rpcdaemon.core.backoff import Backoff
+from rpcdaemon.core.errors import PermanentError, TemporaryError
+from rpcdaemon.core.ids import AgentId
+from rpcdaemon.runtime.actions import ActionObserver, ActionResult, ActionRunner, Outcome
+
+__all__ = ["ActionResult", "Executor", "Outcome", "TaskResult"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKOFFS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-"""Delays between attempts of one action; len + 1 attempts in all."""
-
-
-class Outcome(str, enum.Enum):
-    OK = "ok"
-    ALREADY = "already"  # nothing to do: someone (or an earlier try) did it
-    FAILED = "failed"
-    SKIPPED = "skipped"  # not run: source agent back, stop requested, earlier step failed
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: Action
-    outcome: Outcome
-    detail: str = ""
-    attempts: int = 0
-    seconds: float = 0.0
+DEFAULT_BACKOFF = Backoff(initial=0.5, cap=4.0)
+"""Delays between attempts of one action: 0.5, 1, 2, 4 s."""
+DEFAULT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -59,38 +56,64 @@ class TaskResult:
     outcome: Outcome
     results: tuple[ActionResult, ...]
     detail: str = ""
+    plugin: str = ""
 
 
-ActionObserver = Callable[[ActionResult], None]
+AgentIsBack = Callable[[AgentId, float], bool]
+"""(agent, since): has the agent sent a heartbeat after ``since`` (the pass's start)?"""
+
+
+@dataclass
+class _Job:
+    plugin: str
+    task: Task
+    since: float
+    keep: bool = True  # its result goes to take_finished (False: to its run() caller)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: TaskResult | None = None
 
 
 class Executor:
-    """Executes plans. Thread-safe for one ``run`` at a time (the reactor's)."""
+    """A pool of ``max_concurrency`` worker threads running tasks; thread-safe."""
 
     def __init__(
         self,
         neutron: NeutronPort,
         *,
         max_concurrency: int = 8,
-        backoffs: Sequence[float] = DEFAULT_BACKOFFS,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        attempts: int = DEFAULT_ATTEMPTS,
         stop: threading.Event | None = None,
-        agent_is_back: Callable[[AgentId], bool] | None = None,
+        agent_is_back: AgentIsBack | None = None,
         recheck_interval: float = 1.0,
         on_action: ActionObserver | None = None,
         sleep: Callable[[float], bool] | None = None,
     ) -> None:
         self._neutron = neutron
         self._max_concurrency = max(1, max_concurrency)
-        self._backoffs = tuple(backoffs)
         self._stop = stop or threading.Event()
         self._agent_is_back = agent_is_back
         self._recheck_interval = recheck_interval
-        self._on_action = on_action
-        self._sleep = sleep or self._stop.wait
         self._is_leader: Callable[[], bool] = lambda: True
+        self._actions = ActionRunner(
+            neutron,
+            backoff=backoff,
+            attempts=attempts,
+            stop=self._stop,
+            sleep=sleep or self._stop.wait,
+            is_leader=lambda: self._is_leader(),
+            on_action=on_action,
+        )
         self._lock = threading.Lock()
-        self._returned: set[AgentId] = set()
-        self._checked_at: dict[AgentId, float] = {}
+        self._changed = threading.Condition(self._lock)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+        self._busy: dict[str, _Job] = {}  # resource id -> its unfinished task
+        self._jobs = 0  # unfinished tasks
+        self._finished: list[TaskResult] = []
+        self._returned: dict[AgentId, float] = {}  # agent -> latest pass start it was back for
+        self._checked: dict[AgentId, tuple[float, float]] = {}  # agent -> (since, read at)
 
     # -- public -------------------------------------------------------------------------
 
@@ -99,207 +122,201 @@ class Executor:
         (lost its election backend) stops acting at once instead of finishing the plan."""
         self._is_leader = is_leader
 
-    def set_agent_is_back(self, hook: Callable[[AgentId], bool] | None) -> None:
-        """Install the bus-side check (the reactor's): a heartbeat seen since the pass began."""
+    def set_agent_is_back(self, hook: AgentIsBack | None) -> None:
+        """Install the bus-side check (the intake's): a heartbeat seen since the pass began."""
         self._agent_is_back = hook
 
-    def run(self, plan: Plan) -> list[TaskResult]:
-        """Execute every task of ``plan``; returns one result per task, in plan order."""
-        if not plan.tasks:
-            return []
+    def submit(self, plugin: str, tasks: Sequence[Task], *, since: float = 0.0) -> list[Task]:
+        """Hand ``tasks`` to the pool without waiting; returns those accepted. A task whose
+        resource is already in an unfinished task is refused. ``since`` is when the pass
+        that planned them began (the reference for "the source agent came back")."""
+        return [job.task for job in self._enqueue(plugin, tasks, since)]
+
+    def busy(self) -> frozenset[str]:
+        """Resources in unfinished tasks (the guard drops new tasks on them)."""
         with self._lock:
-            self._returned = set()
-            self._checked_at = {}
-        workers = min(self._max_concurrency, len(plan.tasks))
-        if workers == 1:
-            return [self._run_task(plan.plugin, t) for t in plan.tasks]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpcd-exec") as pool:
-            return list(pool.map(lambda t: self._run_task(plan.plugin, t), plan.tasks))
+            return frozenset(self._busy)
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks handed over and not finished."""
+        with self._lock:
+            return self._jobs
+
+    def take_finished(self) -> list[TaskResult]:
+        """Results of the tasks finished since the last call, in finishing order."""
+        with self._lock:
+            done, self._finished = self._finished, []
+        return done
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no task is unfinished (tests, shutdown). False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while self._jobs:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def run(self, plan: Plan, *, since: float = 0.0) -> list[TaskResult]:
+        """Run every task of ``plan`` and wait for them; one result per task, in plan
+        order. A task whose resource is busy elsewhere is SKIPPED. Its results are not
+        left for :meth:`take_finished`."""
+        jobs = {id(j.task): j for j in self._enqueue(plan.plugin, plan.tasks, since, keep=False)}
+        out: list[TaskResult] = []
+        for task in plan.tasks:
+            job = jobs.get(id(task))
+            if job is None:
+                out.append(self._skip(plan.plugin, task, "its resource is in another task"))
+                continue
+            job.done.wait()
+            assert job.result is not None
+            out.append(job.result)
+        return out
+
+    def dead_threads(self) -> tuple[str, ...]:
+        """Worker threads that ended although the pool is open (a bug: the process must
+        stop so that its supervisor restarts it)."""
+        with self._lock:
+            if self._closed:
+                return ()
+            return tuple(t.name for t in self._workers if not t.is_alive())
+
+    def shutdown(self, timeout: float) -> bool:
+        """No new task; queued ones are skipped (``stop`` is set by then), running ones
+        finish. True when every worker ended within ``timeout`` seconds."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers)
+        for _ in workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(w.is_alive() for w in workers)
+
+    # -- the pool -----------------------------------------------------------------------
+
+    def _enqueue(
+        self, plugin: str, tasks: Sequence[Task], since: float, *, keep: bool = True
+    ) -> list[_Job]:
+        accepted: list[_Job] = []
+        with self._lock:
+            if self._closed:
+                return []
+            for task in tasks:
+                if any(r in self._busy for r in task.resources):
+                    continue
+                job = _Job(plugin, task, since, keep)
+                for resource in task.resources:
+                    self._busy[resource] = job
+                self._jobs += 1
+                accepted.append(job)
+            self._start_workers(len(accepted))
+        for job in accepted:
+            self._queue.put(job)
+        return accepted
+
+    def _start_workers(self, wanted: int) -> None:
+        """Grow the pool up to ``max_concurrency`` (lock held): idle daemons start no threads."""
+        while len(self._workers) < min(self._max_concurrency, self._jobs) and wanted:
+            worker = threading.Thread(
+                target=self._work, name=f"rpcd-exec-{len(self._workers)}", daemon=True
+            )
+            self._workers.append(worker)
+            worker.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                result = self._run_task(job.plugin, job.task, job.since)
+            except Exception as exc:  # a bug must not kill the worker
+                logger.exception("[%s] task failed unexpectedly: %s", job.plugin, job.task.reason)
+                result = TaskResult(job.task, Outcome.FAILED, (), f"unexpected error: {exc}")
+            self._finish(job, result)
+
+    def _finish(self, job: _Job, result: TaskResult) -> None:
+        result = TaskResult(result.task, result.outcome, result.results, result.detail, job.plugin)
+        with self._changed:
+            for resource in job.task.resources:
+                if self._busy.get(resource) is job:
+                    del self._busy[resource]
+            self._jobs -= 1
+            if job.keep:
+                self._finished.append(result)
+            job.result = result
+            self._changed.notify_all()
+        job.done.set()
 
     # -- tasks --------------------------------------------------------------------------
 
-    def _run_task(self, plugin: str, task: Task) -> TaskResult:
+    def _run_task(self, plugin: str, task: Task, since: float) -> TaskResult:
         if self._stop.is_set():
-            return self._skip(task, "daemon stopping")
+            return self._skip(plugin, task, "daemon stopping")
         if not self._is_leader():
-            return self._skip(task, "no longer the leader")
-        if task.source_agent is not None and self._source_is_back(task.source_agent):
-            return self._skip(task, f"agent {task.source_agent} is alive again")
+            return self._skip(plugin, task, "no longer the leader")
+        if task.source_agent is not None and self._source_is_back(task.source_agent, since):
+            return self._skip(plugin, task, f"agent {task.source_agent} is alive again")
         results: list[ActionResult] = []
         for index, action in enumerate(task.actions):
-            result = self._run_action(plugin, action)
+            result = self._actions.run(plugin, action)
             results.append(result)
             if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
                 rest = task.actions[index + 1 :]
                 results.extend(
-                    self._notify(ActionResult(a, Outcome.SKIPPED, "an earlier step failed"))
+                    self._actions.notify(ActionResult(a, Outcome.SKIPPED, "an earlier step failed"))
                     for a in rest
                 )
                 return TaskResult(task, Outcome.FAILED, tuple(results), result.detail)
         return TaskResult(task, Outcome.OK, tuple(results))
 
-    def _skip(self, task: Task, why: str) -> TaskResult:
-        logger.info("skipping: %s (%s)", task.reason, why)
-        results = tuple(self._notify(ActionResult(a, Outcome.SKIPPED, why)) for a in task.actions)
-        return TaskResult(task, Outcome.SKIPPED, results, why)
+    def _skip(self, plugin: str, task: Task, why: str) -> TaskResult:
+        logger.info("[%s] skipping: %s (%s)", plugin, task.reason, why)
+        results = tuple(
+            self._actions.notify(ActionResult(a, Outcome.SKIPPED, why)) for a in task.actions
+        )
+        return TaskResult(task, Outcome.SKIPPED, results, why, plugin)
 
-    def _source_is_back(self, agent_id: AgentId) -> bool:
+    def _source_is_back(self, agent_id: AgentId, since: float) -> bool:
+        """Back for a task planned at ``since``: found back by a task of this pass (or a
+        later one), a heartbeat after ``since``, or the API's ``alive`` read now."""
         with self._lock:
-            if agent_id in self._returned:
+            if self._returned.get(agent_id, float("-inf")) >= since:
                 return True
-        if self._agent_is_back is not None and self._agent_is_back(agent_id):
-            self._mark_returned(agent_id, "a heartbeat arrived on the bus")
+        if self._agent_is_back is not None and self._agent_is_back(agent_id, since):
+            self._mark_returned(agent_id, since, "a heartbeat arrived on the bus")
             return True
         now = time.monotonic()
         with self._lock:
-            last = self._checked_at.get(agent_id)
-            if last is not None and now - last < self._recheck_interval:
+            last = self._checked.get(agent_id)
+            if last is not None and last[0] == since and now - last[1] < self._recheck_interval:
                 return False
-            self._checked_at[agent_id] = now
+            self._checked[agent_id] = (since, now)
         try:
             agent = self._neutron.get_agent(agent_id)
         except TemporaryError as exc:
             # Cannot confirm it is still dead: err on the side of doing nothing now.
             logger.warning("cannot re-check agent %s (%s); holding its moves", agent_id, exc)
-            self._mark_returned(agent_id, "re-check failed")
+            self._mark_returned(agent_id, since, "re-check failed")
             return True
         except PermanentError as exc:
             # e.g. 401/403: we cannot confirm it is still dead, so we do not act on it.
             logger.warning("cannot re-check agent %s (%s); holding its moves", agent_id, exc)
-            self._mark_returned(agent_id, "re-check refused")
+            self._mark_returned(agent_id, since, "re-check refused")
             return True
         if agent is not None and agent.alive:
-            self._mark_returned(agent_id, "the API reports it alive")
+            self._mark_returned(agent_id, since, "the API reports it alive")
             return True
         return False
 
-    def _mark_returned(self, agent_id: AgentId, why: str) -> None:
+    def _mark_returned(self, agent_id: AgentId, since: float, why: str) -> None:
         with self._lock:
-            first = agent_id not in self._returned
-            self._returned.add(agent_id)
+            first = self._returned.get(agent_id, float("-inf")) < since
+            self._returned[agent_id] = max(since, self._returned.get(agent_id, since))
         if first:
             logger.warning("agent %s is back (%s): stopping the moves off it", agent_id, why)
-
-    # -- actions ------------------------------------------------------------------------
-
-    def _run_action(self, plugin: str, action: Action) -> ActionResult:
-        started = time.monotonic()
-        attempts = 0
-        last_error = ""
-        while True:
-            attempts += 1
-            try:
-                self._call(action)
-            except (NotFoundError, ConflictError) as exc:
-                return self._finish_refused(plugin, action, exc, attempts, started)
-            except TemporaryError as exc:
-                last_error = str(exc) or type(exc).__name__
-                if self._is_verb_add(action) and self._binding_present(action):
-                    return self._done(
-                        plugin, action, Outcome.OK, "saved despite the error", attempts, started
-                    )
-                if attempts > len(self._backoffs) or self._stop.is_set():
-                    break
-                if not self._is_leader():
-                    last_error += " (no longer the leader: not retrying)"
-                    break
-                delay = max(self._backoffs[attempts - 1], min(exc.delay or 0.0, 60.0))
-                logger.warning(
-                    "%s: attempt %d/%d failed (%s); retrying in %.1fs",
-                    action.describe(),
-                    attempts,
-                    len(self._backoffs) + 1,
-                    last_error,
-                    delay,
-                )
-                if self._sleep(delay):
-                    break  # stop requested during the wait
-            except PermanentError as exc:
-                last_error = str(exc) or type(exc).__name__
-                break
-            else:
-                return self._done(plugin, action, Outcome.OK, "", attempts, started)
-        logger.error(
-            "[%s] failed: %s after %d attempt(s): %s (the next pass re-plans)",
-            plugin,
-            action.describe(),
-            attempts,
-            last_error,
-        )
-        return self._notify(
-            ActionResult(action, Outcome.FAILED, last_error, attempts, time.monotonic() - started)
-        )
-
-    def _finish_refused(
-        self, plugin: str, action: Action, exc: Exception, attempts: int, started: float
-    ) -> ActionResult:
-        detail = str(exc) or type(exc).__name__
-        if not self._is_verb_add(action):
-            # Removing something already gone (or no longer there) is what we wanted.
-            return self._done(plugin, action, Outcome.ALREADY, detail, attempts, started)
-        if self._binding_present(action):
-            return self._done(plugin, action, Outcome.ALREADY, detail, attempts, started)
-        logger.info(
-            "[%s] %s refused (%s); someone else changed it, the next pass re-plans",
-            plugin,
-            action.describe(),
-            detail,
-        )
-        return self._notify(
-            ActionResult(action, Outcome.SKIPPED, detail, attempts, time.monotonic() - started)
-        )
-
-    def _done(
-        self,
-        plugin: str,
-        action: Action,
-        outcome: Outcome,
-        detail: str,
-        attempts: int,
-        started: float,
-    ) -> ActionResult:
-        logger.info(
-            "[%s] %s%s: %s",
-            plugin,
-            action.describe(),
-            "" if outcome is Outcome.OK else f" ({outcome.value}: {detail})",
-            action.reason,
-        )
-        return self._notify(
-            ActionResult(action, outcome, detail, attempts, time.monotonic() - started)
-        )
-
-    def _notify(self, result: ActionResult) -> ActionResult:
-        if self._on_action is not None:
-            try:
-                self._on_action(result)
-            except Exception:
-                logger.exception("action observer failed")
-        return result
-
-    @staticmethod
-    def _is_verb_add(action: Action) -> bool:
-        return action.verb in (Verb.ADD_ROUTER, Verb.ADD_NETWORK)
-
-    def _call(self, action: Action) -> None:
-        n = self._neutron
-        if action.verb is Verb.ADD_ROUTER:
-            n.add_router(action.agent_id, RouterId(action.resource_id))
-        elif action.verb is Verb.REMOVE_ROUTER:
-            n.remove_router(action.agent_id, RouterId(action.resource_id))
-        elif action.verb is Verb.ADD_NETWORK:
-            n.add_network(action.agent_id, NetworkId(action.resource_id))
-        else:
-            n.remove_network(action.agent_id, NetworkId(action.resource_id))
-
-    def _binding_present(self, action: Action) -> bool:
-        """Re-read the binding after an ambiguous answer: did the add take effect?"""
-        try:
-            if action.verb is Verb.ADD_ROUTER:
-                agents = self._neutron.router_agents(RouterId(action.resource_id))
-            else:
-                agents = self._neutron.network_agents(NetworkId(action.resource_id))
-        except Exception as exc:  # a failed re-read proves nothing either way
-            logger.debug("re-reading the binding for %s failed: %s", action.describe(), exc)
-            return False
-        return action.agent_id in agents

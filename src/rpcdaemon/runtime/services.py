@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from rpcdaemon.adapters.amqp import BusConsumer, QueueSpec, private_queue_name
 from rpcdaemon.adapters.codec import CodecStats
-from rpcdaemon.core.events import BusMessage
+from rpcdaemon.core.events import BusMessage, ConsumerLag
 from rpcdaemon.plugins import registry
 from rpcdaemon.plugins.base import Planner, Plugin
 from rpcdaemon.settings import Settings
@@ -22,6 +22,7 @@ from rpcdaemon.settings import Settings
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 5.0
+CONSUMER_THREAD = "bus-consumer"
 POLL_INTERVAL = 0.5
 
 MessageSink = Callable[[str, BusMessage], None]
@@ -106,9 +107,12 @@ def run(
     plugins: Sequence[Plugin] | None = None,
     on_connection_change: Callable[[bool], None] | None = None,
     stats: CodecStats | None = None,
+    dead_threads: Callable[[], tuple[str, ...]] | None = None,
+    on_lag: Callable[[ConsumerLag], None] | None = None,
 ) -> int:
     """Run until ``stop`` is set. Returns 0 after a clean stop, 1 when the consumer thread
-    died or did not stop in time. Raises ConfigError when a plugin cannot be loaded."""
+    (or one ``dead_threads`` names: the reactor, an executor worker, the elector) died or
+    did not stop in time. Raises ConfigError when a plugin cannot be loaded."""
     stop = stop if stop is not None else threading.Event()
     loaded = tuple(plugins) if plugins is not None else registry.load(settings)
     failures = registry.PluginFailures()
@@ -120,8 +124,9 @@ def run(
         reconnect_max_backoff=settings.daemon.reconnect_max_backoff,
         stats=stats if stats is not None else CodecStats(),
         on_connection_change=on_connection_change,
+        on_lag=on_lag,
     )
-    thread = threading.Thread(target=consumer.run, name="bus-consumer", daemon=True)
+    thread = threading.Thread(target=consumer.run, name=CONSUMER_THREAD, daemon=True)
     logger.info(
         "starting: plugins %s, dry run %s",
         ", ".join(p.name for p in loaded) or "none",
@@ -133,6 +138,15 @@ def run(
         while not stop.wait(POLL_INTERVAL):
             if not thread.is_alive():
                 logger.error("the bus consumer thread ended unexpectedly: stopping")
+                status = 1
+                break
+            dead = dead_threads() if dead_threads is not None else ()
+            if dead:
+                logger.error(
+                    "needed thread(s) ended unexpectedly: %s; stopping (exit status 1) so "
+                    "that the supervisor restarts the daemon",
+                    ", ".join(dead),
+                )
                 status = 1
                 break
     finally:

@@ -92,6 +92,10 @@ class SchedulingMixin(CloudState):
             bound.append(agent_id)
             self._refresh_counts(agent_id)
             host, topic, running = agent.host, agent.topic, agent.process_running
+            hang = self._add_hang.pop(agent_id, 0.0)
+        if hang > 0:
+            logger.info("sim: router add to %s hangs %.1fs", host, hang)
+            self._closing.wait(hang)
         call = SimEvent(
             "call",
             f"{topic}.{host}",

@@ -127,6 +127,9 @@ class CloudState:
         self._dhcp: dict[str, list[str]] = {}  # network id -> agent ids
         self._listeners: list[Callable[[SimEvent], None]] = []
         self._next_vni = 1000
+        # agent id -> seconds its next router add hangs (saved first, then the answer waits:
+        # an agent whose RPC consumer is stuck); one add each, see hang_next_add
+        self._add_hang: dict[str, float] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -322,6 +325,13 @@ class CloudState:
                 for bound in table.values():
                     if agent_id in bound:
                         bound.remove(agent_id)
+
+    def hang_next_add(self, agent_id: str, seconds: float) -> None:
+        """The next router add to ``agent_id`` saves the binding, then answers only after
+        ``seconds`` (201): a plan stuck on one slow add. Ends early when the cloud closes."""
+        with self._lock:
+            self._get_agent(agent_id)
+            self._add_hang[agent_id] = seconds
 
     def set_agent_process(self, agent_id: str, running: bool) -> None:
         """``False``: nothing consumes the agent's RPC queue any more (crashed process)."""

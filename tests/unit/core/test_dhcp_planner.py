@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.guards import guard
 from rpcdaemon.core.ids import AgentId, Liveness, NetworkId
 from rpcdaemon.core.placement import can_host_network, is_live
 from rpcdaemon.core.policy import Policy
@@ -28,6 +29,14 @@ def plan(
     view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy: Policy | None = None
 ) -> Plan:
     return PLUGIN.plan(view, verdicts, policy or unguarded(), 0.0)
+
+
+def guarded(view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy: Policy) -> Plan:
+    """The plugin's plan after the one guard, as the runtime applies it."""
+    raw = PLUGIN.plan(view, verdicts, policy, 0.0)
+    return guard(
+        raw, view=view, verdicts=verdicts, policy=policy, agent_type=PLUGIN.agent_type
+    ).plan
 
 
 def moves(p: Plan) -> list[str]:
@@ -167,13 +176,14 @@ def test_a_view_without_networks_is_not_taken_as_everything_deleted() -> None:
     assert p.tasks == () and "not treating them as deleted" in p.held[0]
 
 
-def test_breaker_applies_through_the_plugin() -> None:
+def test_the_breaker_applies_through_the_one_guard() -> None:
     view = make_view(
         agents=[make_dhcp_agent(x) for x in "abc"],
         networks=[make_network("n1")],
         network_bindings={"n1": ["a"]},
     )
-    p = plan(view, with_verdicts(view, a=DEAD, b=DEAD), Policy())
+    assert plan(view, with_verdicts(view, a=DEAD, b=DEAD), Policy()).tasks  # unguarded
+    p = guarded(view, with_verdicts(view, a=DEAD, b=DEAD), Policy())
     assert p.tasks == () and p.held[0].startswith("breaker open: 2/3 DHCP agents dead > 50%")
 
 
@@ -201,7 +211,7 @@ def test_converges_in_one_pass(s: Scenario, policy: Policy) -> None:
 
 @given(s=dhcp_scenarios(), cap=st.integers(min_value=0, max_value=4))
 def test_never_more_tasks_than_the_cap(s: Scenario, cap: int) -> None:
-    p = plan(s.view, s.verdicts, Policy(max_dead_fraction=1.0, max_moves_per_pass=cap))
+    p = guarded(s.view, s.verdicts, Policy(max_dead_fraction=1.0, max_moves_per_pass=cap))
     assert len(p.tasks) <= cap
 
 
@@ -209,7 +219,7 @@ def test_never_more_tasks_than_the_cap(s: Scenario, cap: int) -> None:
 def test_breaker_holds_everything(s: Scenario, fraction: float) -> None:
     dhcp = s.view.agents_of_type("DHCP agent")
     dead = sum(1 for a in dhcp if s.verdicts[a.id] is DEAD)
-    p = plan(s.view, s.verdicts, Policy(max_dead_fraction=fraction))
+    p = guarded(s.view, s.verdicts, Policy(max_dead_fraction=fraction))
     if dead / len(dhcp) > fraction:
         assert p.tasks == () and p.held[0].startswith("breaker open")
 

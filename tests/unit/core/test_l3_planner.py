@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.guards import guard
 from rpcdaemon.core.ids import AgentId, Liveness, RouterId
 from rpcdaemon.core.placement import can_host_router, l3_agent_mode
 from rpcdaemon.core.policy import Policy
@@ -34,6 +35,14 @@ def plan(
     view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy: Policy | None = None
 ) -> Plan:
     return PLUGIN.plan(view, verdicts, policy or unguarded(), 0.0)
+
+
+def guarded(view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy: Policy) -> Plan:
+    """The plugin's plan after the one guard, as the runtime applies it."""
+    raw = PLUGIN.plan(view, verdicts, policy, 0.0)
+    return guard(
+        raw, view=view, verdicts=verdicts, policy=policy, agent_type=PLUGIN.agent_type
+    ).plan
 
 
 def moves(p: Plan) -> list[tuple[str, ...]]:
@@ -211,15 +220,17 @@ def test_az_hints_restrict_targets() -> None:
     ]
 
 
-def test_breaker_and_cap_apply_through_the_plugin() -> None:
+def test_the_plugin_plans_unguarded_and_the_one_guard_caps_and_breaks() -> None:
     agents = [make_agent(f"a{i}") for i in range(4)]
     routers = [make_router(f"r{i}") for i in range(6)]
     view = make_view(
         agents=agents, routers=routers, router_bindings={f"r{i}": ["a0"] for i in range(6)}
     )
-    capped = plan(view, with_verdicts(view, a0=DEAD), Policy(max_moves_per_pass=2))
+    raw = plan(view, with_verdicts(view, a0=DEAD), Policy(max_moves_per_pass=2))
+    assert len(raw.tasks) == 6  # the planner says what it would do; the guard decides
+    capped = guarded(view, with_verdicts(view, a0=DEAD), Policy(max_moves_per_pass=2))
     assert len(capped.tasks) == 2 and capped.held[-1].startswith("cap: 6 task(s) planned, 2 kept")
-    broken = plan(view, with_verdicts(view, a0=DEAD, a1=DEAD, a2=DEAD), Policy())
+    broken = guarded(view, with_verdicts(view, a0=DEAD, a1=DEAD, a2=DEAD), Policy())
     assert broken.tasks == () and broken.held[0].startswith(
         "breaker open: 3/4 L3 agents dead > 50%"
     )
@@ -256,7 +267,7 @@ def test_converges_in_one_pass(s: Scenario, policy: Policy) -> None:
 
 @given(s=l3_scenarios(), cap=st.integers(min_value=0, max_value=4))
 def test_never_more_tasks_than_the_cap(s: Scenario, cap: int) -> None:
-    p = plan(s.view, s.verdicts, Policy(max_dead_fraction=1.0, max_moves_per_pass=cap))
+    p = guarded(s.view, s.verdicts, Policy(max_dead_fraction=1.0, max_moves_per_pass=cap))
     assert len(p.tasks) <= cap
 
 
@@ -264,7 +275,7 @@ def test_never_more_tasks_than_the_cap(s: Scenario, cap: int) -> None:
 def test_breaker_holds_everything(s: Scenario, fraction: float) -> None:
     l3 = s.view.agents_of_type("L3 agent")
     dead = sum(1 for a in l3 if s.verdicts[a.id] is DEAD)
-    p = plan(s.view, s.verdicts, Policy(max_dead_fraction=fraction))
+    p = guarded(s.view, s.verdicts, Policy(max_dead_fraction=fraction))
     if dead / len(l3) > fraction:
         assert p.tasks == () and p.held[0].startswith("breaker open")
 

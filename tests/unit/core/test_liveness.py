@@ -137,6 +137,7 @@ def test_connected_but_not_listening_yet_is_the_window() -> None:
 
 def test_transitions_are_reported_once_per_change() -> None:
     model = LivenessModel()
+    model.set_known([L3_NET1])
     policy = Policy(agent_down_time=DOWN)
     bus = listening(since=0.0)
     model.observe(make_heartbeat(received_at=100.0), policy=policy)
@@ -153,6 +154,7 @@ def test_transitions_are_reported_once_per_change() -> None:
 
 def test_evaluate_reports_unknown_on_disconnect_and_never_dead() -> None:
     model = LivenessModel()
+    model.set_known([L3_NET1])
     policy = Policy(agent_down_time=DOWN)
     model.observe(make_heartbeat(received_at=100.0), policy=policy)
     model.evaluate(101.0, policy, listening())
@@ -173,6 +175,9 @@ def test_evaluate_judges_expected_agents_never_heard_of() -> None:
 
 def test_evaluate_can_be_restricted_to_one_agent_type() -> None:
     model = LivenessModel()
+    model.set_known(
+        [AgentKey(AgentType.L3.value, Host("a")), AgentKey(AgentType.DHCP.value, Host("b"))]
+    )
     policy = Policy(agent_down_time=DOWN)
     model.observe(make_heartbeat(host="a", received_at=1.0), policy=policy)
     model.observe(
@@ -220,16 +225,21 @@ def _dhcp_started(model: LivenessModel, *, networks: int, policy: Policy) -> Non
     model.observe(hb, policy=policy)
 
 
-def test_startup_grace_per_reported_network() -> None:
+def test_startup_grace_counts_neutrons_bindings_not_the_reported_count() -> None:
+    """A forged start_flag heartbeat claiming a million networks must not hold a dead agent:
+    like Neutron's agent_starting_up, the grace counts the bindings Neutron has."""
     model = LivenessModel()
     policy = Policy(agent_down_time=DOWN, startup_grace_per_network=2.0)
-    _dhcp_started(model, networks=30, policy=policy)  # grace 60 s: dead after 100+75+60
-    view = make_view(agents=[make_dhcp_agent("d1", host="net1", alive=False)])
+    _dhcp_started(model, networks=1_000_000, policy=policy)
+    view = make_view(
+        agents=[make_dhcp_agent("d1", host="net1", alive=False)],
+        network_bindings={f"n{i}": ["d1"] for i in range(30)},  # grace 60 s: dead after 235
+    )
     assert model.verdicts(view, 234.0, policy, listening())["d1"] is ALIVE
     assert model.verdicts(view, 236.0, policy, listening())["d1"] is DEAD
 
 
-def test_startup_grace_uses_the_views_bindings_when_larger() -> None:
+def test_startup_grace_uses_the_views_bindings() -> None:
     model = LivenessModel()
     policy = Policy(agent_down_time=DOWN, startup_grace_per_network=2.0)
     _dhcp_started(model, networks=0, policy=policy)  # just started: reports 0 networks
@@ -243,7 +253,10 @@ def test_startup_grace_uses_the_views_bindings_when_larger() -> None:
 
 def test_no_grace_without_start_flag_and_grace_kept_by_later_reports() -> None:
     policy = Policy(agent_down_time=DOWN, startup_grace_per_network=2.0)
-    view = make_view(agents=[make_dhcp_agent("d1", host="net1", alive=False)])
+    view = make_view(
+        agents=[make_dhcp_agent("d1", host="net1", alive=False)],
+        network_bindings={f"n{i}": ["d1"] for i in range(30)},
+    )
     plain = LivenessModel()
     plain.observe(
         make_heartbeat(
@@ -268,6 +281,7 @@ def test_no_grace_without_start_flag_and_grace_kept_by_later_reports() -> None:
 
 def test_skew_is_reported_once_until_it_recovers() -> None:
     model = LivenessModel()
+    model.set_known([L3_NET1])
     policy = Policy(agent_down_time=DOWN)
     wall = 1_800_000_000.0
     behind = "2027-01-15T07:56:40"  # wall - 200 s
@@ -398,11 +412,14 @@ def test_overdue_respects_startup_grace_and_agent_type() -> None:
             agent_type=AgentType.DHCP.value,
             received_at=NOW - 50.0,
             start_flag=True,
-            configurations={"networks": 100},  # 200 s of grace
+            configurations={"networks": 100},
         ),
         policy=policy,
     )
-    view = make_view(agents=[make_dhcp_agent("busy", host="busy")])
+    view = make_view(
+        agents=[make_dhcp_agent("busy", host="busy")],
+        network_bindings={f"n{i}": ["busy"] for i in range(100)},  # 200 s of grace
+    )
     bus = listening(since=0.0)
     assert model.overdue(view, NOW, policy, bus, agent_type=AgentType.DHCP.value) == frozenset()
     assert model.overdue(view, NOW, policy, bus, agent_type=AgentType.L3.value) == frozenset()

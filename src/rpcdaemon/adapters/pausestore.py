@@ -1,0 +1,239 @@
+"""Where ``rpcdaemon pause`` keeps its state, so that every instance obeys it.
+
+* With a Redis coordination backend (``coordination_url = redis://...``): one key,
+  ``<group>.pause``, holding the JSON state, with the pause's expiry as the key's TTL
+  (Redis drops it at expiry: nothing has to resume it). Every instance reads the same key.
+* Otherwise: a local JSON state file (``pause_file``, mode 0600, written atomically with a
+  rename). With a non-Redis coordination backend the file is per machine: pause each
+  machine that runs an instance (``rpcdaemon pause`` says so).
+
+Reading is one GET (Redis) or one ``stat`` + small read (file); :class:`CachedPause` puts
+a floor on how often the runtime asks (its passes may be many a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rpcdaemon.adapters.tooz_backends import backend_kind
+from rpcdaemon.core.errors import TemporaryError
+from rpcdaemon.core.statusmodel import PauseState
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAUSE_FILE = "/var/lib/rpcdaemon/pause.json"
+DEFAULT_KEY_GROUP = "rpcdaemon"
+
+
+class PauseStore(Protocol):
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def shared(self) -> bool:
+        """Every instance reads the same state (coordination backend)."""
+        ...
+
+    def get(self) -> PauseState | None:
+        """The active pause, or None (expired pauses are None). Raises TemporaryError."""
+        ...
+
+    def set(self, state: PauseState) -> None: ...
+
+    def clear(self) -> bool:
+        """Resume; True if a pause was stored."""
+        ...
+
+
+def _encode(state: PauseState) -> str:
+    return json.dumps(
+        {"until": state.until, "reason": state.reason, "by": state.by, "since": state.since}
+    )
+
+
+def _decode(text: str | bytes) -> PauseState | None:
+    try:
+        data: Any = json.loads(text)
+        until = data.get("until")
+        return PauseState(
+            until=None if until is None else float(until),
+            reason=str(data.get("reason") or ""),
+            by=str(data.get("by") or ""),
+            since=float(data.get("since") or 0.0),
+        )
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("ignoring an unreadable pause state: %.80r", text)
+        return None
+
+
+class FilePauseStore:
+    """A JSON file; absent = not paused."""
+
+    def __init__(self, path: str | os.PathLike[str], *, wall: Callable[[], float] = time.time):
+        self._path = Path(path)
+        self._wall = wall
+
+    @property
+    def where(self) -> str:
+        return f"file {self._path}"
+
+    @property
+    def shared(self) -> bool:
+        return False
+
+    def get(self) -> PauseState | None:
+        try:
+            text = self._path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TemporaryError(f"cannot read {self._path}: {exc}") from exc
+        state = _decode(text)
+        if state is None or not state.active(self._wall()):
+            return None
+        return state
+
+    def set(self, state: PauseState) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pause.", dir=self._path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(_encode(state))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def clear(self) -> bool:
+        try:
+            self._path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class RedisPauseStore:
+    """One Redis key with the pause's TTL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str = DEFAULT_KEY_GROUP,
+        timeout: float = 2.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        import redis  # the tooz Redis driver's own client
+
+        self._url = url.split("?", 1)[0]
+        self._key = f"{group}.pause"
+        self._wall = wall
+        self._redis = redis.Redis.from_url(
+            self._url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+
+    @property
+    def where(self) -> str:
+        return f"Redis key {self._key!r}"
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def get(self) -> PauseState | None:
+        try:
+            raw = self._redis.get(self._key)
+        except self._errors as exc:
+            raise TemporaryError(f"cannot read the pause state from Redis: {exc}") from exc
+        if raw is None:
+            return None
+        state = _decode(raw)
+        if state is None or not state.active(self._wall()):
+            return None
+        return state
+
+    def set(self, state: PauseState) -> None:
+        ttl_ms = None
+        if state.until is not None:
+            ttl_ms = max(1, int((state.until - self._wall()) * 1000))
+        try:
+            self._redis.set(self._key, _encode(state), px=ttl_ms)
+        except self._errors as exc:
+            raise TemporaryError(f"cannot store the pause state in Redis: {exc}") from exc
+
+    def clear(self) -> bool:
+        try:
+            return bool(self._redis.delete(self._key))
+        except self._errors as exc:
+            raise TemporaryError(f"cannot clear the pause state in Redis: {exc}") from exc
+
+
+def pause_store(
+    coordination_url: str | None, pause_file: str | None = None, *, group: str = DEFAULT_KEY_GROUP
+) -> PauseStore:
+    """The store every instance configured like this one reads."""
+    if coordination_url and backend_kind(coordination_url) == "redis":
+        return RedisPauseStore(coordination_url, group=group)
+    return FilePauseStore(pause_file or DEFAULT_PAUSE_FILE)
+
+
+class CachedPause:
+    """``get()`` at most once per ``every`` seconds (the runtime asks each pass). A read
+    error keeps the last known state (and logs once): an unreachable store neither
+    pauses nor resumes anyone by itself."""
+
+    def __init__(
+        self,
+        store: PauseStore,
+        *,
+        every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._every = every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: PauseState | None = None
+        self._read_at: float | None = None
+        self._failing = False
+
+    def get(self) -> PauseState | None:
+        now = self._clock()
+        with self._lock:
+            if self._read_at is not None and now - self._read_at < self._every:
+                return self._state
+            self._read_at = now
+        try:
+            state = self._store.get()
+        except TemporaryError as exc:
+            if not self._failing:
+                logger.warning("pause state unreadable (%s): keeping the last known", exc)
+            self._failing = True
+            return self._state
+        if self._failing:
+            logger.info("pause state readable again from %s", self._store.where)
+            self._failing = False
+        with self._lock:
+            if (state is None) != (self._state is None):
+                if state is None:
+                    logger.warning("automatic moves resumed (pause cleared or expired)")
+                else:
+                    logger.warning(
+                        "automatic moves paused by %s: %s", state.by or "?", state.reason or "-"
+                    )
+            self._state = state
+        return state

@@ -1,0 +1,201 @@
+"""Intake: bus events into the liveness model.
+
+The consumer thread calls :meth:`Intake.submit` (keep only what the model or a planner
+needs) and :meth:`Intake.connection_changed`; both only put items on an inbox. The
+reactor thread applies them (:meth:`Intake.drain`, :meth:`Intake.pump`): heartbeats go to
+the model, notifications a planner listens for become pass triggers, connection changes
+become the :class:`~rpcdaemon.core.liveness.BusState` (no death is declared while the bus
+is down or for a full ``agent_down_time`` after it is back).
+
+Written by the consumer thread and read by executor threads: the latest receive time per
+agent, so that a move stops as soon as its source agent speaks again
+(:meth:`Intake.agent_is_back`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from rpcdaemon.adapters.codec import heartbeat_from, notification_from
+from rpcdaemon.core.busstate import lag_limit
+from rpcdaemon.core.events import BusMessage, ConsumerLag, Heartbeat, ResourceNotification
+from rpcdaemon.core.ids import AgentId
+from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel
+from rpcdaemon.core.policy import Policy
+from rpcdaemon.core.view import ClusterView
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Connection:
+    connected: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class _Lag:
+    lag: ConsumerLag
+    at: float
+
+
+class Intake:
+    """The model's only writer is the thread that calls ``drain``/``pump`` (the reactor)."""
+
+    def __init__(
+        self,
+        *,
+        policies: Mapping[str, Policy],
+        notifications: Collection[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._policies = dict(policies)
+        self._notifications = frozenset(notifications)
+        self._clock = clock
+        self._wall = wall
+        self._inbox: queue.SimpleQueue[Heartbeat | ResourceNotification | _Connection | _Lag] = (
+            queue.SimpleQueue()
+        )
+        self.model = LivenessModel()
+        self.bus = BusState(connected=False)
+        self.heartbeats = 0
+        self._triggers: set[str] = set()
+        self._seen_lock = threading.Lock()
+        self._seen: dict[AgentKey, float] = {}
+        self._keys_by_id: dict[AgentId, AgentKey] = {}
+
+    # -- consumer thread ----------------------------------------------------------------
+
+    def submit(self, message: BusMessage) -> Heartbeat | ResourceNotification | None:
+        """Keep what the model or a planner needs; returns it (None: not ours)."""
+        heartbeat = heartbeat_from(message, received_wall=self._wall())
+        if heartbeat is not None:
+            if heartbeat.agent_type not in self._policies:
+                return None  # an OVS or metadata agent: none of our planners' business
+            with self._seen_lock:
+                self._seen[AgentKey.of(heartbeat)] = heartbeat.received_at
+            self._inbox.put(heartbeat)
+            return heartbeat
+        notification = notification_from(message)
+        if notification is not None and notification.event_type in self._notifications:
+            self._inbox.put(notification)
+            return notification
+        return None
+
+    def connection_changed(self, connected: bool) -> None:
+        self._inbox.put(_Connection(connected, self._clock()))
+
+    def lag_measured(self, lag: ConsumerLag) -> None:
+        """The consumer's backlog (its ``on_lag``): a lagging consumer is *our* trouble, so
+        no death is declared until it catches up and has listened a full window again."""
+        self._inbox.put(_Lag(lag, self._clock()))
+
+    # -- executor threads ---------------------------------------------------------------
+
+    def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
+        """Has ``agent_id`` sent a heartbeat received after ``since``?"""
+        key = self._keys_by_id.get(agent_id)
+        if key is None:
+            return False
+        with self._seen_lock:
+            seen = self._seen.get(key)
+        return seen is not None and seen > since
+
+    # -- reactor thread -----------------------------------------------------------------
+
+    def know(self, view: ClusterView) -> None:
+        """The agents of the latest snapshot: the model judges these (the others are
+        unknown records, bounded and silent); their ids serve ``agent_is_back``."""
+        self._keys_by_id = {a.id: AgentKey.of(a) for a in view.agents.values()}
+        self.model.set_known(self._keys_by_id.values())
+
+    def known_keys(self) -> frozenset[AgentKey]:
+        return frozenset(self._keys_by_id.values())
+
+    def take_triggers(self) -> set[str]:
+        """Pass triggers raised by the inputs applied since the last call."""
+        found, self._triggers = self._triggers, set()
+        return found
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for one input, then apply everything waiting."""
+        try:
+            item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        self._apply(item)
+        self.pump()
+
+    def pump(self) -> int:
+        """Apply every input waiting in the inbox without blocking; returns how many."""
+        count = 0
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return count
+            self._apply(item)
+            count += 1
+
+    def _apply(self, item: Heartbeat | ResourceNotification | _Connection | _Lag) -> None:
+        if isinstance(item, Heartbeat):
+            self.heartbeats += 1
+            policy = self._policies.get(item.agent_type, Policy())
+            skew = self.model.observe(item, policy=policy)
+            if skew is not None:
+                (logger.warning if skew.skewed else logger.info)("%s", skew.describe())
+        elif isinstance(item, _Lag):
+            self._set_lag(item)
+        elif isinstance(item, ResourceNotification):
+            logger.debug("notification %s %s", item.event_type, item.resource_id)
+            self._triggers.add(f"notification:{item.event_type}")
+        else:
+            self._set_connection(item)
+
+    def _set_lag(self, item: _Lag) -> None:
+        adt = max((p.agent_down_time for p in self._policies.values()), default=75.0)
+        limit = lag_limit(adt)
+        was = self.bus.lagging
+        self.bus = self.bus.with_lag(item.lag, item.at, limit=limit)
+        if self.bus.lagging and not was:
+            logger.warning(
+                "our bus consumer lags: %d message(s), about %.0fs behind (limit %.0fs): no "
+                "agent is declared dead until it catches up",
+                item.lag.messages,
+                item.lag.seconds,
+                limit,
+            )
+        elif was and not self.bus.lagging:
+            logger.info(
+                "our bus consumer caught up (%.0fs behind): deaths are judged again after a "
+                "full agent_down_time (%.0fs) of listening",
+                item.lag.seconds,
+                adt,
+            )
+
+    def _set_connection(self, change: _Connection) -> None:
+        if change.connected:
+            self.bus = BusState(connected=True, listening_since=change.at)
+            wait = max((p.agent_down_time for p in self._policies.values()), default=0.0)
+            logger.info(
+                "listening on the bus; no agent is declared dead by our clock for %.0fs "
+                "(until then Neutron's alive flag is the source)",
+                wait,
+            )
+        else:
+            self.bus = BusState(connected=False)
+            logger.warning("lost the bus: no agent will be declared dead until we are back")
+
+
+def notifications_of(planners: Iterable[object]) -> frozenset[str]:
+    """The union of the planners' ``notifications`` (event types that call for a pass)."""
+    found: set[str] = set()
+    for planner in planners:
+        found.update(getattr(planner, "notifications", ()))
+    return frozenset(found)
