@@ -98,6 +98,7 @@ _BY_NAME: dict[str, list[str]] = {
     "output": ["DIRECTORY", "/nonexistent-dir/out.jsonl"],
     "pidfile": [""],
     "logfile": [""],
+    "pause_file": [""],
 }
 _BY_KIND: dict[o.Kind, list[str]] = {
     o.Kind.BOOL: ["maybe", "2", "", "yes please"],

@@ -177,6 +177,11 @@ def test_a_heartbeat_seen_on_the_bus_stops_moves_without_an_api_read(
     assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.SKIPPED]
     assert server.calls.total == 0
     assert cloud.router_agents(router) == {a} and cloud.router_agents(second) == {a}
+    # a later pass (a later ``since``) re-checks afresh: the agent is dead again by then
+    executor.set_agent_is_back(lambda agent, since: False)
+    again = executor.run(Plan("L3Agent", (move(router, a, b),)))
+    assert [r.outcome for r in again] == [Outcome.OK]
+    assert cloud.router_agents(router) == {b}
 
 
 def test_a_router_moved_by_someone_else_ends_quietly(

@@ -49,6 +49,7 @@ import kombu.entity
 from rpcdaemon.adapters.busguard import (
     LAG_INTERVAL,
     LAG_LOG_SECONDS,
+    AckBatcher,
     LagMonitor,
     ScreenedConsumer,
     ack_raw,
@@ -146,6 +147,7 @@ class BusConsumer:
         self._exchange_logged_at: float | None = None
         self._max_size = max_size
         self._handled = 0  # deliveries taken off our queues (the consumption rate)
+        self.acks = AckBatcher(prefetch=prefetch)  # basic.ack with multiple: see busguard
         self._lag = LagMonitor(
             [q.name for q in self._queues],
             interval=lag_interval,
@@ -282,11 +284,14 @@ class BusConsumer:
 
     def _drain(self, conn: Any) -> None:
         self._lag.start(time.monotonic(), self._handled)
+        self.acks.reset()  # tags of an earlier connection mean nothing on this one
         while not self._stopping.is_set():
             try:
-                conn.drain_events(timeout=DRAIN_TIMEOUT)
+                conn.drain_events(timeout=self.acks.wait(DRAIN_TIMEOUT, time.monotonic()))
             except TimeoutError:
-                pass
+                self.acks.flush()  # nothing more came: acknowledge what was handled
+            if self.acks.due(time.monotonic()):
+                self.acks.flush()
             conn.heartbeat_check()  # time-based: cheap to call often, raises if the peer is gone
             self._lag.tick(conn, time.monotonic(), self._handled)
 
@@ -298,6 +303,7 @@ class BusConsumer:
     def _cleanup(self, conn: Any, consumers: Sequence[Any]) -> None:
         """Clean stop: cancel and delete our queues (best effort; x-expires is the net)."""
         try:
+            self.acks.flush()
             for consumer in consumers:
                 consumer.cancel()
             channel = conn.default_channel
@@ -315,7 +321,7 @@ class BusConsumer:
             try:
                 self._handle(spec, message)
             finally:
-                message.ack()
+                self.acks.handled(message, time.monotonic())
 
         return on_message
 

@@ -189,3 +189,57 @@ __all__ = [
     "raw_parts",
     "safe_label",
 ]
+
+
+ACK_BATCH = 32
+"""Deliveries acknowledged by one ``basic.ack`` with ``multiple`` (at most half the prefetch).
+One ack per message cost a socket write each: at 10,000 agents the consumer spent half its
+time in ``sendall``. Safe: deliveries are handled in order on one thread, so every delivery
+up to the acknowledged tag has been handled; a lost connection redelivers at most a batch."""
+ACK_DELAY = 0.05
+"""Seconds an acknowledgement may wait for its batch to fill (the consumer also flushes as
+soon as its queue is quiet that long): a broker restart redelivers at most that much."""
+
+
+class AckBatcher:
+    """Acknowledge handled deliveries in batches (``basic.ack`` with ``multiple``). Used by
+    the consumer thread only; :meth:`flush` when the queue goes quiet and before a stop."""
+
+    def __init__(self, *, prefetch: int, batch: int = ACK_BATCH, delay: float = ACK_DELAY) -> None:
+        self._batch = max(1, min(batch, prefetch // 2))
+        self._delay = delay
+        self._last: Any = None  # the last handled delivery not acknowledged yet
+        self._count = 0
+        self._since = 0.0
+        self.acks = 0  # basic.ack frames sent (for tests and benchmarks)
+
+    def handled(self, message: Any, now: float) -> None:
+        """``message`` (and every delivery before it) is done: acknowledge with the batch."""
+        if self._last is None:
+            self._since = now
+        self._last = message
+        self._count += 1
+        if self._count >= self._batch:
+            self.flush()
+
+    def wait(self, longest: float, now: float) -> float:
+        """How long the consumer may block for the next delivery: ``longest``, or less while
+        an acknowledgement waits (it is sent when nothing comes meanwhile)."""
+        if self._last is None:
+            return longest
+        return max(0.001, min(longest, self._since + self._delay - now))  # 0 = non-blocking
+
+    def due(self, now: float) -> bool:
+        """An acknowledgement has waited ``delay`` for its batch."""
+        return self._last is not None and now - self._since >= self._delay
+
+    def reset(self) -> None:
+        """A new connection: forget what the old one delivered (the broker redelivers it;
+        acknowledging its tag on the new channel would be a channel error)."""
+        self._last, self._count = None, 0
+
+    def flush(self) -> None:
+        message, self._last, self._count = self._last, None, 0
+        if message is not None:
+            self.acks += 1
+            message.ack(multiple=True)

@@ -1,11 +1,12 @@
 """Where ``rpcdaemon pause`` keeps its state, so that every instance obeys it.
 
 * With a Redis coordination backend (``coordination_url = redis://...``): one key,
-  ``<group>.pause``, holding the JSON state, with the pause's expiry as the key's TTL
+  ``<group>.pause`` (``<namespace>_<group>.pause`` with tooz's ``namespace`` option), holding the JSON state, with the pause's expiry as the key's TTL
   (Redis drops it at expiry: nothing has to resume it). Every instance reads the same key.
-* Otherwise: a local JSON state file (``pause_file``, mode 0600, written atomically with a
-  rename). With a non-Redis coordination backend the file is per machine: pause each
-  machine that runs an instance (``rpcdaemon pause`` says so).
+* With etcd or ZooKeeper: a key / node there (:mod:`rpcdaemon.adapters.pausebackends`).
+* Otherwise (a single instance, or another tooz backend): a local JSON state file
+  (``pause_file``, mode 0600, written atomically with a rename). It binds the instances
+  of that machine only (``rpcdaemon pause`` says so).
 
 Reading is one GET (Redis) or one ``stat`` + small read (file); :class:`CachedPause` puts
 a floor on how often the runtime asks (its passes may be many a second).
@@ -14,16 +15,18 @@ a floor on how often the runtime asks (its passes may be many a second).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from rpcdaemon.adapters.pausebackends import EtcdPauseStore, ZooKeeperPauseStore
+from rpcdaemon.adapters.pausecodec import decode, encode
 from rpcdaemon.adapters.tooz_backends import backend_kind
 from rpcdaemon.core.errors import TemporaryError
 from rpcdaemon.core.statusmodel import PauseState
@@ -54,27 +57,6 @@ class PauseStore(Protocol):
         ...
 
 
-def _encode(state: PauseState) -> str:
-    return json.dumps(
-        {"until": state.until, "reason": state.reason, "by": state.by, "since": state.since}
-    )
-
-
-def _decode(text: str | bytes) -> PauseState | None:
-    try:
-        data: Any = json.loads(text)
-        until = data.get("until")
-        return PauseState(
-            until=None if until is None else float(until),
-            reason=str(data.get("reason") or ""),
-            by=str(data.get("by") or ""),
-            since=float(data.get("since") or 0.0),
-        )
-    except (ValueError, TypeError, AttributeError):
-        logger.warning("ignoring an unreadable pause state: %.80r", text)
-        return None
-
-
 class FilePauseStore:
     """A JSON file; absent = not paused."""
 
@@ -97,7 +79,7 @@ class FilePauseStore:
             return None
         except OSError as exc:
             raise TemporaryError(f"cannot read {self._path}: {exc}") from exc
-        state = _decode(text)
+        state = decode(text)
         if state is None or not state.active(self._wall()):
             return None
         return state
@@ -108,7 +90,7 @@ class FilePauseStore:
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as out:
-                out.write(_encode(state))
+                out.write(encode(state))
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self._path)
@@ -138,8 +120,10 @@ class RedisPauseStore:
     ) -> None:
         import redis  # the tooz Redis driver's own client
 
-        self._url = url.split("?", 1)[0]
-        self._key = f"{group}.pause"
+        self._url, _, query = url.partition("?")
+        namespace = urllib.parse.parse_qs(query).get("namespace", [""])[0]
+        # tooz's Redis driver prefixes its keys with the URL's namespace: so do we
+        self._key = f"{namespace}_{group}.pause" if namespace else f"{group}.pause"
         self._wall = wall
         self._redis = redis.Redis.from_url(
             self._url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -161,7 +145,7 @@ class RedisPauseStore:
             raise TemporaryError(f"cannot read the pause state from Redis: {exc}") from exc
         if raw is None:
             return None
-        state = _decode(raw)
+        state = decode(raw)
         if state is None or not state.active(self._wall()):
             return None
         return state
@@ -171,7 +155,7 @@ class RedisPauseStore:
         if state.until is not None:
             ttl_ms = max(1, int((state.until - self._wall()) * 1000))
         try:
-            self._redis.set(self._key, _encode(state), px=ttl_ms)
+            self._redis.set(self._key, encode(state), px=ttl_ms)
         except self._errors as exc:
             raise TemporaryError(f"cannot store the pause state in Redis: {exc}") from exc
 
@@ -186,8 +170,13 @@ def pause_store(
     coordination_url: str | None, pause_file: str | None = None, *, group: str = DEFAULT_KEY_GROUP
 ) -> PauseStore:
     """The store every instance configured like this one reads."""
-    if coordination_url and backend_kind(coordination_url) == "redis":
+    kind = backend_kind(coordination_url) if coordination_url else None
+    if coordination_url and kind == "redis":
         return RedisPauseStore(coordination_url, group=group)
+    if coordination_url and kind == "etcd3":
+        return EtcdPauseStore(coordination_url, group=group)
+    if coordination_url and kind == "zookeeper":
+        return ZooKeeperPauseStore(coordination_url, group=group)
     return FilePauseStore(pause_file or DEFAULT_PAUSE_FILE)
 
 

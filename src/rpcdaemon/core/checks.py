@@ -31,7 +31,8 @@ class CheckResult:
     perfdata: str
 
     def line(self) -> str:
-        return f"{self.code.name}: {self.text} | {self.perfdata}"
+        tail = f" | {self.perfdata}" if self.perfdata else ""
+        return f"{self.code.name}: {self.text}{tail}"
 
 
 def _tolerated(item: Stranded, grace: float) -> bool:

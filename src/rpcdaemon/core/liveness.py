@@ -65,11 +65,21 @@ frozen, and :meth:`LivenessModel.snapshot` hands out a copy for other threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from rpcdaemon.core.busstate import LAG_LIMIT_FRACTION, BusState, lag_limit
+from rpcdaemon.core.deadlines import TypeBook
 from rpcdaemon.core.events import Heartbeat
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
+from rpcdaemon.core.judging import (
+    combine,
+    deadline,
+    hosted_network_counts,
+    judge,
+    silent_liveness,
+)
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.records import (
     AgentKey,
@@ -81,78 +91,17 @@ from rpcdaemon.core.records import (
     parse_agent_time,
 )
 from rpcdaemon.core.strangers import Strangers
-from rpcdaemon.core.view import AgentInfo, ClusterView
+from rpcdaemon.core.view import ClusterView
 
 UNKNOWN_CAP = 1024
 """Records of agents Neutron does not know kept at most, plus ``UNKNOWN_PER_KNOWN`` each."""
 UNKNOWN_PER_KNOWN = 1
+SHARED_CONFIGURATIONS = 4096
+"""Distinct kept ``configurations`` mappings shared between records (see ``_shared``)."""
 
 
-def deadline(record: AgentRecord, policy: Policy, *, hosted_networks: int = 0) -> float:
-    """Monotonic time after which ``record``'s agent is stale by our clock."""
-    due = record.last_seen + policy.agent_down_time
-    if record.started_at is not None:
-        grace = policy.startup_grace_per_network * hosted_networks
-        due = max(due, record.started_at + policy.agent_down_time + grace)
-    return due
-
-
-def judge(
-    record: AgentRecord | None,
-    *,
-    now: float,
-    policy: Policy,
-    bus: BusState,
-    hosted_networks: int = 0,
-) -> Judgement:
-    """The heartbeat-clock judgement of one agent (``record`` None: never heard of)."""
-    if record is not None and now <= deadline(record, policy, hosted_networks=hosted_networks):
-        return Judgement(Liveness.ALIVE, f"heartbeat {now - record.last_seen:.1f}s ago")
-    if not bus.connected:
-        return Judgement(Liveness.UNKNOWN, "bus disconnected: not judging by our clock")
-    if bus.lagging:
-        behind = bus.lag.seconds if bus.lag is not None else 0.0
-        return Judgement(
-            Liveness.UNKNOWN, f"our consumer lags {behind:.0f}s behind: not judging by our clock"
-        )
-    listened = bus.listened_for(now)
-    if bus.listening_since is None or listened < policy.agent_down_time:
-        return Judgement(
-            Liveness.UNKNOWN,
-            f"listening for {listened:.0f}s of {policy.agent_down_time:.0f}s since (re)connect",
-        )
-    if record is None:
-        return Judgement(
-            Liveness.DEAD, f"no heartbeat in the {listened:.0f}s we have been listening"
-        )
-    return Judgement(
-        Liveness.DEAD,
-        f"no heartbeat for {now - record.last_seen:.1f}s "
-        f"(agent_down_time {policy.agent_down_time:.0f}s)",
-    )
-
-
-def combine(heartbeat: Judgement, agent: AgentInfo, policy: Policy) -> Judgement:
-    """The verdict from the heartbeat clock and the API's ``alive`` (see the module table)."""
-    api = "alive" if agent.alive else "not alive"
-    if heartbeat.liveness is Liveness.ALIVE:
-        return heartbeat
-    if heartbeat.liveness is Liveness.UNKNOWN:
-        if agent.alive:
-            return Judgement(Liveness.ALIVE, f"API says alive; {heartbeat.reason}")
-        return Judgement(Liveness.UNKNOWN, f"API says not alive; {heartbeat.reason}")
-    if agent.alive and policy.confirm_with_api:
-        return Judgement(Liveness.UNKNOWN, f"{heartbeat.reason}, but the API says alive")
-    return Judgement(Liveness.DEAD, f"{heartbeat.reason}; API says {api}")
-
-
-def hosted_network_counts(view: ClusterView) -> dict[AgentId, int]:
-    """Networks bound to each agent in ``view``, in one pass over the bindings."""
-    counts: dict[AgentId, int] = {}
-    for agents in view.network_bindings.values():
-        for agent_id in agents:
-            counts[agent_id] = counts.get(agent_id, 0) + 1
-    return counts
+def _interned(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 class LivenessModel:
@@ -167,12 +116,24 @@ class LivenessModel:
     ) -> None:
         self._records: dict[AgentKey, AgentRecord] = {}  # known agents
         self._unknown: Strangers[AgentKey, AgentRecord] = Strangers()
-        self._known: set[AgentKey] = set()
+        # known keys, each mapped to itself: records share the view's key (and host string)
+        self._known: dict[AgentKey, AgentKey] = {}
         self._reported: dict[AgentKey, Liveness] = {}
         self._skewed: set[AgentKey] = set()
         self._down_time = 0.0  # the longest agent_down_time seen: how long a demoted record lives
         self._unknown_cap = unknown_cap
         self._unknown_per_known = unknown_per_known
+        self._books: dict[str, TypeBook[AgentKey]] = {}  # per agent type: see core.deadlines
+        self._hosted: tuple[ClusterView, dict[AgentId, int]] | None = None
+        self._configs: dict[tuple[tuple[str, type, Any], ...], Mapping[str, Any]] = {}
+        self.judged_total = 0
+        """Agents judged by :meth:`evaluate` since start: a tick costs what changed."""
+
+    def _book(self, agent_type: str) -> TypeBook[AgentKey]:
+        book = self._books.get(agent_type)
+        if book is None:
+            book = self._books[agent_type] = TypeBook()
+        return book
 
     def __len__(self) -> int:
         return len(self._records) + len(self._unknown)
@@ -209,16 +170,18 @@ class LivenessModel:
         """The agents Neutron knows (the last snapshot's). Their records are judged and
         reported; records of agents no longer known become unknown records (bounded,
         silent, expiring)."""
-        known = set(keys)
-        for key in self._known - known:
+        known = {k: self._known.get(k, k) for k in keys}
+        for key in self._known.keys() - known.keys():
             record = self._records.pop(key, None)
             if record is not None:
                 self._unknown.put(key, record, expires_at=record.last_seen + self._down_time)
                 self._unknown.take_arrivals()  # not a newcomer: Neutron knew it until now
             self._reported.pop(key, None)
             self._skewed.discard(key)
+            self._book(key.agent_type).drop(key)
+        fresh = known.keys() - self._known.keys()
         self._known = known
-        self._promote(known)
+        self._promote(fresh)
         self._unknown.trim(self.unknown_limit)
 
     def _promote(self, keys: Iterable[AgentKey]) -> None:
@@ -226,6 +189,7 @@ class LivenessModel:
             record = self._unknown.pop(key)
             if record is not None:
                 self._records[key] = record
+                self._book(key.agent_type).judge_too(key)
 
     def observe(self, heartbeat: Heartbeat, *, policy: Policy) -> SkewChange | None:
         """Record a heartbeat. Returns a skew change for this agent, if any (else None;
@@ -235,8 +199,13 @@ class LivenessModel:
         redelivery) does not move ``last_seen`` back.
         """
         key = AgentKey.of(heartbeat)
-        known = key in self._known
+        canonical = self._known.get(key)
+        known = canonical is not None
         previous = self.get(key)
+        if previous is not None:
+            key = previous.key  # one key object (and host string) per agent, not per heartbeat
+        elif canonical is not None:
+            key = canonical
         agent_epoch = parse_agent_time(heartbeat.agent_time)
         skew = None if agent_epoch is None else heartbeat.received_wall - agent_epoch
         if previous is not None and heartbeat.received_at < previous.last_seen:
@@ -248,19 +217,34 @@ class LivenessModel:
             key=key,
             last_seen=heartbeat.received_at,
             started_at=started_at,
-            availability_zone=heartbeat.availability_zone,
-            configurations=kept_configurations(heartbeat.configurations),
-            agent_time=heartbeat.agent_time,
+            availability_zone=_interned(heartbeat.availability_zone),
+            configurations=self._shared(kept_configurations(heartbeat.configurations)),
             skew=skew,
         )
         self._down_time = max(self._down_time, policy.agent_down_time)
         if known:
             self._records[key] = record
+            book = self._book(key.agent_type)
+            book.dirty.add(key)
+            book.judged.add(key)
             return self._skew_change(key, skew, policy.agent_down_time)
         self._unknown.expire(heartbeat.received_at)
         self._unknown.put(key, record, expires_at=heartbeat.received_at + policy.agent_down_time)
         self._unknown.trim(self.unknown_limit)
         return None
+
+    def _shared(self, kept: Mapping[str, Any]) -> Mapping[str, Any]:
+        """One mapping object per distinct kept ``configurations`` (agents report the same
+        few counts), not one per record: bounded, cleared when full."""
+        if not kept:
+            return kept
+        items = tuple((k, type(v), v) for k, v in kept.items())  # True == 1, but not here
+        shared = self._configs.get(items)
+        if shared is None:
+            if len(self._configs) >= SHARED_CONFIGURATIONS:
+                self._configs.clear()
+            shared = self._configs[items] = kept
+        return shared
 
     def _skew_change(self, key: AgentKey, skew: float | None, limit: float) -> SkewChange | None:
         if skew is None:
@@ -279,6 +263,7 @@ class LivenessModel:
         self._unknown.pop(key)
         self._reported.pop(key, None)
         self._skewed.discard(key)
+        self._book(key.agent_type).drop(key)
 
     def evaluate(
         self,
@@ -297,29 +282,60 @@ class LivenessModel:
         (each plugin has its own ``agent_down_time``). The first judgement of an agent is
         reported as a change from UNKNOWN. Unknown agents are never reported; their
         records expire here too.
+
+        Cost: what changed since the last call (heartbeats, deadlines passed, a change of
+        bus state), plus one set lookup per ``expected`` key; see :mod:`rpcdaemon.core.deadlines`.
         """
         self._unknown.expire(now)
-        expected = [k for k in expected if agent_type is None or k.agent_type == agent_type]
-        fresh = [k for k in expected if k not in self._known]
-        if fresh:
-            self._known.update(fresh)
-            self._promote(fresh)
-        keys = {k for k in self._records if agent_type is None or k.agent_type == agent_type}
-        keys.update(expected)
+        if not isinstance(expected, Collection):
+            expected = list(expected)  # read twice below
+        fresh: list[AgentKey] = []
+        if agent_type is not None:
+            book = self._book(agent_type)
+            if expected is book.absorbed or book.judged.issuperset(expected):
+                pass  # the same immutable collection as last time (O(1)) or the same keys
+            else:
+                fresh = [k for k in expected if k not in book.judged and k.agent_type == agent_type]
+            if isinstance(expected, tuple | frozenset):
+                book.absorbed = expected
+        else:
+            fresh = [k for k in expected if k not in self._book(k.agent_type).judged]
+        for key in fresh:
+            if key not in self._known:
+                self._known[key] = key
+                self._promote((key,))
+            self._book(key.agent_type).judge_too(key)
+        types = [agent_type] if agent_type is not None else sorted(self._books)
+        silent = silent_liveness(now, policy, bus)
         changes: list[Transition] = []
-        for key in sorted(keys):
-            judgement = judge(self._records.get(key), now=now, policy=policy, bus=bus)
-            old = self._reported.get(key, Liveness.UNKNOWN)
-            if judgement.liveness is not old:
-                changes.append(Transition(key, old, judgement.liveness, judgement.reason))
-            self._reported[key] = judgement.liveness
+        for one_type in types:
+            book = self._book(one_type)
+            for key in book.to_judge(now, policy.agent_down_time, silent):
+                if key not in book.judged:
+                    continue
+                self.judged_total += 1
+                record = self._records.get(key)
+                due = None if record is None else deadline(record, policy)
+                if due is not None and now <= due:
+                    liveness = Liveness.ALIVE
+                    book.due.push(key, due)
+                    book.not_alive.discard(key)
+                else:
+                    liveness = silent
+                    book.not_alive.add(key)
+                old = self._reported.get(key, Liveness.UNKNOWN)
+                if liveness is not old:
+                    reason = judge(record, now=now, policy=policy, bus=bus).reason
+                    changes.append(Transition(key, old, liveness, reason))
+                self._reported[key] = liveness
+        changes.sort(key=lambda change: change.key)
         return changes
 
     def judgements(
         self, view: ClusterView, now: float, policy: Policy, bus: BusState
     ) -> dict[AgentId, Judgement]:
         """:meth:`verdicts` with the reason for each (for plan reasons and logs)."""
-        hosted = hosted_network_counts(view)
+        hosted = self._hosted_counts(view)
         result: dict[AgentId, Judgement] = {}
         for agent in view.agents.values():
             heartbeat = judge(
@@ -342,7 +358,7 @@ class LivenessModel:
         declaration, the others are in this set, and the circuit breaker counts them."""
         if not bus.connected or bus.listened_for(now) < policy.agent_down_time:
             return frozenset()
-        hosted = hosted_network_counts(view)
+        hosted = self._hosted_counts(view)
         found: set[AgentId] = set()
         for agent in view.agents_of_type(agent_type):
             record = self.get(AgentKey.of(agent))
@@ -352,6 +368,12 @@ class LivenessModel:
             if due - policy.agent_down_time / 2 < now <= due:
                 found.add(agent.id)
         return frozenset(found)
+
+    def _hosted_counts(self, view: ClusterView) -> dict[AgentId, int]:
+        """:func:`hosted_network_counts`, computed once per view (a pass asks several times)."""
+        if self._hosted is None or self._hosted[0] is not view:
+            self._hosted = (view, hosted_network_counts(view))
+        return self._hosted[1]
 
     def reported_counts(self, view: ClusterView, *, since: float) -> dict[AgentId, int]:
         """What agents in ``view`` say they host (L3: routers, DHCP: networks), from
@@ -392,4 +414,5 @@ __all__ = [
     "judge",
     "lag_limit",
     "parse_agent_time",
+    "silent_liveness",
 ]

@@ -139,13 +139,23 @@ def build(
     ages = heartbeat_ages or {}
     intervals = report_intervals or {}
     dhcp_networks = {n for n, info in view.networks.items() if info.dhcp_enabled}
+    # one pass over the bindings (not one per agent: O(agents x bindings) on a big cloud)
+    routers_of: dict[AgentId, list[str]] = {}
+    for router_id, bound in view.router_bindings.items():
+        for agent_id in bound:
+            routers_of.setdefault(agent_id, []).append(router_id)
+    networks_of: dict[AgentId, list[str]] = {}
+    for network_id, bound in view.network_bindings.items():
+        if network_id in dhcp_networks:
+            for agent_id in bound:
+                networks_of.setdefault(agent_id, []).append(network_id)
     agents = []
     for agent in sorted(view.agents.values(), key=lambda a: (a.host, a.agent_type, a.id)):
         hosted: list[str]
         if agent.agent_type == AgentType.L3.value:
-            hosted = sorted(view.routers_on(agent.id))
+            hosted = sorted(routers_of.get(agent.id, ()))
         elif agent.agent_type == AgentType.DHCP.value:
-            hosted = sorted(n for n in view.networks_on(agent.id) if n in dhcp_networks)
+            hosted = sorted(networks_of.get(agent.id, ()))
         else:
             hosted = []
         agents.append(

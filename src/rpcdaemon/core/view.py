@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from rpcdaemon.core.ids import AgentId, Host, NetworkId, RouterId
 
+K = TypeVar("K")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class AgentInfo:
     id: AgentId
     agent_type: str  # Neutron's agent_type string
@@ -27,7 +29,7 @@ class AgentInfo:
     configurations: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouterInfo:
     id: RouterId
     ha: bool = False
@@ -37,7 +39,7 @@ class RouterInfo:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NetworkInfo:
     id: NetworkId
     dhcp_enabled: bool  # at least one subnet with enable_dhcp
@@ -79,6 +81,20 @@ class Inventory:
     agents: Mapping[AgentId, AgentInfo]
     routers: Mapping[RouterId, RouterInfo] = field(default_factory=dict)
     networks: Mapping[NetworkId, NetworkInfo] = field(default_factory=dict)
+
+
+def share_bindings(bindings: Mapping[K, Iterable[AgentId]]) -> dict[K, frozenset[AgentId]]:
+    """``bindings`` as frozensets, one object per distinct set of agents.
+
+    100,000 routers sit on a few hundred distinct sets of agents: sharing them saves the
+    ~220 bytes of a frozenset per router (29 MB of a 100,000-router view). A builder of
+    views (the Neutron adapter's ``_invert``) should return this."""
+    shared: dict[frozenset[AgentId], frozenset[AgentId]] = {}
+    out: dict[K, frozenset[AgentId]] = {}
+    for key, agents in bindings.items():
+        as_set = agents if isinstance(agents, frozenset) else frozenset(agents)
+        out[key] = shared.setdefault(as_set, as_set)
+    return out
 
 
 def _agent_state(a: AgentInfo) -> tuple[str, str, bool, bool]:

@@ -36,7 +36,9 @@ class Plugin(Protocol):
 @runtime_checkable
 class Planner(Plugin, Protocol):
     agent_type: str  # the Neutron agent_type this plugin cares about
-    notifications: frozenset[str]  # notification event types that call for a pass at once
+    # Optional: ``notifications``, the event types that call for a pass at once (a
+    # frozenset of str; none when absent). Not a protocol member, so that planners
+    # written before it still match.
 
     def plan(
         self,

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 
 from rpcdaemon.core.actions import Plan, Task, add_network, remove_network
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness, NetworkId
-from rpcdaemon.core.placement import LoadTracker, describe_constraints, is_live, network_targets
+from rpcdaemon.core.placement import LoadTracker, Targets, describe_constraints, is_live
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import AgentInfo, ClusterView, NetworkInfo
 from rpcdaemon.plugins.base import AgentPlanner
@@ -73,7 +73,12 @@ class _NetworkPass:
         self.policy = policy
         self.dhcp = {a.id: a for a in view.agents_of_type(AgentType.DHCP.value)}
         self.load = LoadTracker.of_networks(view)
-        self.tasks: list[tuple[int, str, str, Task]] = []
+        self.targets = Targets(view, verdicts)  # once per class of network, not per network
+        # each agent's state once per pass; per network, set intersections (no sort, no scan)
+        self.dhcp_ids = frozenset(self.dhcp)
+        self.dead_ids = frozenset(i for i in self.dhcp if verdicts.get(i) is Liveness.DEAD)
+        self.live_ids = frozenset(i for i, a in self.dhcp.items() if is_live(a, verdicts))
+        self.tasks: list[tuple[int, str, str, int, Task]] = []  # sort key, then the task
         self.held: list[str] = []
 
     def hosts(self, network_id: NetworkId) -> list[AgentInfo]:
@@ -81,7 +86,7 @@ class _NetworkPass:
         return sorted((self.dhcp[a] for a in bound if a in self.dhcp), key=lambda a: (a.host, a.id))
 
     def queue(self, group: int, network_id: NetworkId, agent: AgentInfo, task: Task) -> None:
-        self.tasks.append((group, network_id, agent.host, task))
+        self.tasks.append((group, network_id, agent.host, len(self.tasks), task))
 
     def remove(
         self, group: int, network_id: NetworkId, agent: AgentInfo, reason: str, *, source: bool
@@ -91,12 +96,12 @@ class _NetworkPass:
         self.queue(group, network_id, agent, Task((action,), reason, agent.id if source else None))
 
     def plan_network(self, network: NetworkInfo) -> None:
-        hosts = self.hosts(network.id)
-        dead = [a for a in hosts if self.verdicts.get(a.id) is Liveness.DEAD]
-        live = [a for a in hosts if is_live(a, self.verdicts)]
+        bound = self.view.network_bindings.get(network.id, frozenset())
+        dead = sorted((self.dhcp[a] for a in bound & self.dead_ids), key=lambda a: (a.host, a.id))
+        live = len(bound & self.live_ids)
         adds: Sequence[AgentInfo] = ()
         if network.dhcp_enabled:
-            adds = self.choose_adds(network, hosts, live)
+            adds = self.choose_adds(network, bound, live)
             if not live and not adds:
                 why = describe_constraints(
                     kind="network", distributed=False, hints=network.availability_zone_hints
@@ -106,7 +111,7 @@ class _NetworkPass:
                         f"network {network.id}: only on dead DHCP agents, but {why}; "
                         "keeping its bindings"
                     )
-                elif not hosts:
+                elif bound.isdisjoint(self.dhcp_ids):
                     self.held.append(f"network {network.id}: no DHCP agent hosts it, but {why}")
                 return
         group = _RESTORE if not live else _REPLICATE
@@ -124,16 +129,17 @@ class _NetworkPass:
             self.remove(_EVACUATE, network.id, agent, reason, source=True)
 
     def choose_adds(
-        self, network: NetworkInfo, hosts: Sequence[AgentInfo], live: Sequence[AgentInfo]
+        self, network: NetworkInfo, bound: frozenset[AgentId], live: int
     ) -> list[AgentInfo]:
-        bound = {a.id for a in hosts}
-        ranked = self.load.ranked(network_targets(self.view, self.verdicts, network), exclude=bound)
+        """The agents to add ``network`` to (counted in the load); ``live``: live hosts."""
+        targets = self.targets.for_network(network)
         wanted = self.policy.dhcp_agents_per_network
-        if wanted is not None:
-            ranked = ranked[: max(0, wanted - len(live))]
-        for agent in ranked:
-            self.load.add(agent.id)
-        return ranked
+        if wanted is None:  # every live target: nothing to rank
+            adds = [a for a in targets if a.id not in bound]
+            for agent in adds:
+                self.load.add(agent.id)
+            return adds
+        return self.load.place_many(targets, max(0, wanted - live), exclude=bound)
 
     def plan_deleted(self) -> None:
         gone = sorted(set(self.view.network_bindings) - set(self.view.networks))
@@ -151,7 +157,8 @@ class _NetworkPass:
                 self.remove(_CLEANUP, network_id, agent, reason, source=False)
 
     def ordered_tasks(self) -> tuple[Task, ...]:
-        return tuple(t for *_, t in sorted(self.tasks, key=lambda item: item[:3]))
+        # the queue position breaks ties: tuples compare in C and never reach a Task
+        return tuple(item[-1] for item in sorted(self.tasks))
 
 
 def plan_networks(view: ClusterView, verdicts: Mapping[AgentId, Liveness], policy: Policy) -> Plan:

@@ -44,9 +44,9 @@ from rpcdaemon.core.ids import AgentId, AgentMode, AgentType, Liveness
 from rpcdaemon.core.placement import (
     NEVER_TOUCHED_MODES,
     LoadTracker,
+    Targets,
     describe_constraints,
     l3_agent_mode,
-    router_targets,
 )
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import AgentInfo, ClusterView, RouterInfo
@@ -69,6 +69,7 @@ class _RouterPass:
         self.verdicts = verdicts
         self.policy = policy
         self.load = LoadTracker.of_routers(view)
+        self.targets = Targets(view, verdicts)  # once per class of router, not per router
         self.tasks: list[Task] = []
         self.held: list[str] = []
 
@@ -132,7 +133,7 @@ class _RouterPass:
         if not dead and router.distributed:
             return  # unhosted DVR: SNAT only exists with a gateway; not ours to decide
         what = f"{_where(dead[0])} is dead" if dead else "no L3 agent hosts it"
-        target = self.load.place(router_targets(self.view, self.verdicts, router))
+        target = self.load.place(self.targets.for_router(router))
         if target is None:
             self.no_target(router, what)
             return
@@ -160,7 +161,7 @@ class _RouterPass:
                 )
             return
         taken = {a.id for a in carriers}
-        candidates = router_targets(self.view, self.verdicts, router)
+        candidates = self.targets.for_router(router)
         for agent in dead:
             what = f"HA replica on {_where(agent)} is dead"
             target = self.load.place(candidates, exclude=taken)

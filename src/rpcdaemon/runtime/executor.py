@@ -95,6 +95,7 @@ class Executor:
         self._agent_is_back = agent_is_back
         self._recheck_interval = recheck_interval
         self._is_leader: Callable[[], bool] = lambda: True
+        self._on_finished: Callable[[], None] | None = None
         self._actions = ActionRunner(
             neutron,
             backoff=backoff,
@@ -122,15 +123,24 @@ class Executor:
         (lost its election backend) stops acting at once instead of finishing the plan."""
         self._is_leader = is_leader
 
+    def set_on_finished(self, hook: Callable[[], None] | None) -> None:
+        """Called (on a worker thread) when the last unfinished task finishes: the
+        reactor's wake-up, so that it verifies the work without waiting for its tick."""
+        self._on_finished = hook
+
     def set_agent_is_back(self, hook: AgentIsBack | None) -> None:
         """Install the bus-side check (the intake's): a heartbeat seen since the pass began."""
         self._agent_is_back = hook
 
-    def submit(self, plugin: str, tasks: Sequence[Task], *, since: float = 0.0) -> list[Task]:
+    def submit(
+        self, plugin: str, tasks: Sequence[Task], *, since: float | None = None
+    ) -> list[Task]:
         """Hand ``tasks`` to the pool without waiting; returns those accepted. A task whose
         resource is already in an unfinished task is refused. ``since`` is when the pass
-        that planned them began (the reference for "the source agent came back")."""
-        return [job.task for job in self._enqueue(plugin, tasks, since)]
+        that planned them began (the reference for "the source agent came back"; default:
+        now, on the monotonic clock)."""
+        start = time.monotonic() if since is None else since
+        return [job.task for job in self._enqueue(plugin, tasks, start)]
 
     def busy(self) -> frozenset[str]:
         """Resources in unfinished tasks (the guard drops new tasks on them)."""
@@ -160,11 +170,12 @@ class Executor:
                 self._changed.wait(left)
         return True
 
-    def run(self, plan: Plan, *, since: float = 0.0) -> list[TaskResult]:
+    def run(self, plan: Plan, *, since: float | None = None) -> list[TaskResult]:
         """Run every task of ``plan`` and wait for them; one result per task, in plan
         order. A task whose resource is busy elsewhere is SKIPPED. Its results are not
         left for :meth:`take_finished`."""
-        jobs = {id(j.task): j for j in self._enqueue(plan.plugin, plan.tasks, since, keep=False)}
+        start = time.monotonic() if since is None else since
+        jobs = {id(j.task): j for j in self._enqueue(plan.plugin, plan.tasks, start, keep=False)}
         out: list[TaskResult] = []
         for task in plan.tasks:
             job = jobs.get(id(task))
@@ -250,8 +261,14 @@ class Executor:
             if job.keep:
                 self._finished.append(result)
             job.result = result
+            idle = self._jobs == 0
             self._changed.notify_all()
         job.done.set()
+        if job.keep and idle and self._on_finished is not None:
+            try:
+                self._on_finished()
+            except Exception:
+                logger.exception("on_finished hook failed")
 
     # -- tasks --------------------------------------------------------------------------
 

@@ -39,6 +39,11 @@ class _Connection:
 
 
 @dataclass(frozen=True)
+class _Wake:
+    """No input: the reactor should look (a task finished)."""
+
+
+@dataclass(frozen=True)
 class _Lag:
     lag: ConsumerLag
     at: float
@@ -59,9 +64,9 @@ class Intake:
         self._notifications = frozenset(notifications)
         self._clock = clock
         self._wall = wall
-        self._inbox: queue.SimpleQueue[Heartbeat | ResourceNotification | _Connection | _Lag] = (
-            queue.SimpleQueue()
-        )
+        self._inbox: queue.SimpleQueue[
+            Heartbeat | ResourceNotification | _Connection | _Lag | _Wake
+        ] = queue.SimpleQueue()
         self.model = LivenessModel()
         self.bus = BusState(connected=False)
         self.heartbeats = 0
@@ -97,6 +102,10 @@ class Intake:
         self._inbox.put(_Lag(lag, self._clock()))
 
     # -- executor threads ---------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Wake the reactor now (a task finished: it collects the result at once)."""
+        self._inbox.put(_Wake())
 
     def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
         """Has ``agent_id`` sent a heartbeat received after ``since``?"""
@@ -143,13 +152,15 @@ class Intake:
             self._apply(item)
             count += 1
 
-    def _apply(self, item: Heartbeat | ResourceNotification | _Connection | _Lag) -> None:
+    def _apply(self, item: Heartbeat | ResourceNotification | _Connection | _Lag | _Wake) -> None:
         if isinstance(item, Heartbeat):
             self.heartbeats += 1
             policy = self._policies.get(item.agent_type, Policy())
             skew = self.model.observe(item, policy=policy)
             if skew is not None:
                 (logger.warning if skew.skewed else logger.info)("%s", skew.describe())
+        elif isinstance(item, _Wake):
+            return
         elif isinstance(item, _Lag):
             self._set_lag(item)
         elif isinstance(item, ResourceNotification):
@@ -165,7 +176,7 @@ class Intake:
         self.bus = self.bus.with_lag(item.lag, item.at, limit=limit)
         if self.bus.lagging and not was:
             logger.warning(
-                "our bus consumer lags: %d message(s), about %.0fs behind (limit %.0fs): no "
+                "our bus consumer lags: %d message(s), about %.1fs behind (limit %.1fs): no "
                 "agent is declared dead until it catches up",
                 item.lag.messages,
                 item.lag.seconds,

@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan
@@ -41,7 +42,7 @@ from rpcdaemon.runtime.executor import Executor, Outcome, TaskResult
 from rpcdaemon.runtime.intake import Intake, notifications_of
 from rpcdaemon.runtime.passes import Pass
 from rpcdaemon.runtime.report import PassReport
-from rpcdaemon.runtime.status import LoopHealth, build_status
+from rpcdaemon.runtime.status import build_status
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Reactor:
         self._tick_failures = 0
         self._last_tick_error: str | None = None
         executor.set_agent_is_back(self.intake.agent_is_back)
+        executor.set_on_finished(self.intake.wake)
         executor.set_is_leader(is_leader)
 
     # -- thread-safe inputs -------------------------------------------------------------
@@ -163,7 +165,7 @@ class Reactor:
     ) -> StatusSnapshot:
         """Any thread: a snapshot for /metrics and /healthz, from the last pass."""
         lag = self.intake.bus.lag
-        return build_status(
+        snapshot = build_status(
             self._last_pass,
             policies=self._policies,
             bus=self.intake.bus,
@@ -171,18 +173,19 @@ class Reactor:
             last_tick=self._last_tick,
             last_api_success=self._pass.last_api_success,
             pending=self._executor.in_flight,
-            loop=LoopHealth(
-                tick_failures=self._tick_failures,
-                last_tick_error=self._last_tick_error,
-                watched_threads=watched,
-                dead_threads=dead,
-                consumer_lag_messages=lag.messages if lag is not None else None,
-                consumer_lag_seconds=lag.seconds if lag is not None else None,
-                unknown_agents=self.intake.model.unknown_count,
-            ),
             is_leader=is_leader,
             coordination_connected=coordination_connected,
             dry_run=dry_run,
+        )
+        return replace(
+            snapshot,
+            tick_failures=self._tick_failures,
+            last_tick_error=self._last_tick_error,
+            watched_threads=watched,
+            dead_threads=dead,
+            consumer_lag_messages=lag.messages if lag is not None else None,
+            consumer_lag_seconds=lag.seconds if lag is not None else None,
+            unknown_agents=self.intake.model.unknown_count,
         )
 
     # -- the loop -----------------------------------------------------------------------

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import BusState
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.status import StatusSnapshot
 from rpcdaemon.runtime.report import PassReport
-
-
-@dataclass(frozen=True)
-class LoopHealth:
-    """How the reactor's loop and the needed threads are doing (for /healthz)."""
-
-    tick_failures: int = 0
-    last_tick_error: str | None = None
-    watched_threads: tuple[str, ...] = ()
-    dead_threads: tuple[str, ...] = ()
-    consumer_lag_messages: int | None = None
-    consumer_lag_seconds: float | None = None
-    unknown_agents: int = 0
 
 
 def build_status(
@@ -34,12 +20,12 @@ def build_status(
     last_tick: float | None,
     last_api_success: float | None,
     pending: int,
-    loop: LoopHealth,
     is_leader: bool,
     coordination_connected: bool,
     dry_run: bool,
 ) -> StatusSnapshot:
-    """The daemon's state as of ``report`` (the last pass) and the reactor's counters."""
+    """The daemon's state as of ``report`` (the last pass) and the reactor's counters; the
+    reactor adds how its loop, its threads and the consumer are doing."""
     agents: dict[tuple[str, str], int] = {}
     routers_on_dead = 0
     networks_missing = 0
@@ -85,11 +71,4 @@ def build_status(
         last_pass_at=report.finished if report is not None else None,
         last_api_success_at=last_api_success,
         pending_tasks=pending,
-        tick_failures=loop.tick_failures,
-        last_tick_error=loop.last_tick_error,
-        watched_threads=loop.watched_threads,
-        dead_threads=loop.dead_threads,
-        consumer_lag_messages=loop.consumer_lag_messages,
-        consumer_lag_seconds=loop.consumer_lag_seconds,
-        unknown_agents=loop.unknown_agents,
     )

@@ -145,15 +145,20 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str) -> None:  
 
 def run(args: argparse.Namespace, default_config: str) -> int:
     """Run the verb ``args.command``; ConfigError propagates (exit 2)."""
-    if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The verbs print what they do; the log (every action with its reason) is for -v.
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     path = getattr(args, "config", None) or default_config
     command = args.command
     try:
         settings = config.load(path, foreground=True)
     except Exception:
         if command == "check":  # a monitoring plugin answers UNKNOWN, with the reason
-            print(f"UNKNOWN: cannot load {path}: {sys.exc_info()[1]} |")
+            print(f"UNKNOWN: cannot load {path}: {sys.exc_info()[1]}")
             return 3
         raise
     ctx = Context(settings, daemon_address=getattr(args, "daemon", None))

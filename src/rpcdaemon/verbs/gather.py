@@ -11,6 +11,7 @@ server's clock, UTC) when not heard on the bus.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from rpcdaemon.adapters.amqp import BusConsumer, QueueSpec, private_queue_name
 from rpcdaemon.adapters.codec import heartbeat_from
 from rpcdaemon.core.binding import Binding
-from rpcdaemon.core.errors import RpcdaemonError
+from rpcdaemon.core.errors import ConfigError, RpcdaemonError
 from rpcdaemon.core.events import BusMessage
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
 from rpcdaemon.core.statusmodel import (
@@ -31,7 +32,13 @@ from rpcdaemon.core.statusmodel import (
     build,
 )
 from rpcdaemon.core.view import ClusterView
-from rpcdaemon.verbs.common import Context, DaemonUnreachable, VerbError, api_verdicts
+from rpcdaemon.verbs.common import (
+    EXIT_FAILED,
+    Context,
+    DaemonUnreachable,
+    VerbError,
+    api_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +76,11 @@ def gather(
     view = read_view(ctx)
     heard: dict[tuple[str, str], float] = {}
     if listen > 0:
+        print(
+            f"rpcdaemon: no daemon to ask: listening to heartbeats for {listen:g} s "
+            "(--listen 0 to use Neutron's alive flag only)",
+            file=sys.stderr,
+        )
         heard = listen_for(ctx, listen)
     status = from_api(ctx, view, heard=heard, listened=listen, wall=wall())
     return Gathered(status, error, view)
@@ -77,8 +89,10 @@ def gather(
 def read_view(ctx: Context) -> ClusterView:
     try:
         return ctx.neutron().snapshot()
+    except ConfigError:
+        raise  # credentials or cloud name: a configuration error (exit 2)
     except RpcdaemonError as exc:
-        raise VerbError(f"cannot read the Neutron API: {exc}", status=3) from exc
+        raise VerbError(f"cannot read the Neutron API: {exc}", status=EXIT_FAILED) from exc
 
 
 def from_api(
@@ -181,7 +195,7 @@ def listen_for(ctx: Context, seconds: float) -> dict[tuple[str, str], float]:
     thread.start()
     try:
         if not connected.wait(min(10.0, seconds + 5.0)):
-            raise VerbError("cannot listen on the bus: no connection within 10 s", status=3)
+            raise VerbError("cannot listen on the bus: no connection within 10 s", EXIT_FAILED)
         logger.info("listening on the bus for %gs", seconds)
         time.sleep(seconds)
     finally:

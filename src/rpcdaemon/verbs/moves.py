@@ -85,10 +85,14 @@ class Progress:
 
 
 def _verdicts(ctx: Context, view: ClusterView, use_daemon: bool) -> dict[AgentId, Liveness]:
+    """The running daemon's verdicts, else Neutron's alive flag. A daemon named with
+    ``--daemon`` that does not answer is an error (exit 2), not a fallback."""
     if use_daemon and ctx.daemon is not None:
         try:
             return status_verdicts(ctx.fetch_status())
         except DaemonUnreachable as exc:
+            if ctx.daemon_address:
+                raise
             logger.info("daemon not answering (%s): liveness by Neutron's alive flag", exc)
     return api_verdicts(view)
 
@@ -125,10 +129,11 @@ def evacuate_verb(
     wait: bool,
     wait_timeout: float = 300.0,
     use_daemon: bool = True,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     tty: bool | None = None,
     on_round: Callable[[Evacuation], None] | None = None,
 ) -> int:
+    out = out or sys.stdout
     types = _types(l3, dhcp)
     l3, dhcp = AgentType.L3.value in types, AgentType.DHCP.value in types
     view = read_view(ctx)
@@ -238,8 +243,9 @@ def _reported(conf: object) -> int:
 
 
 def restore_verb(
-    ctx: Context, host: str, *, l3: bool, dhcp: bool, dry_run: bool, out: TextIO = sys.stdout
+    ctx: Context, host: str, *, l3: bool, dhcp: bool, dry_run: bool, out: TextIO | None = None
 ) -> int:
+    out = out or sys.stdout
     types = _types(l3, dhcp)
     view = read_view(ctx)
     check_host(view, host, types)
@@ -274,9 +280,10 @@ def rebalance_verb(
     dry_run: bool,
     max_moves: int,
     use_daemon: bool = True,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     tty: bool | None = None,
 ) -> int:
+    out = out or sys.stdout
     if max_moves < 1:
         raise VerbError("--max-moves must be at least 1")
     view = read_view(ctx)

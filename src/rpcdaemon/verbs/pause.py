@@ -39,8 +39,9 @@ def pause_verb(
     duration: float | None,
     reason: str,
     dry_run: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
+    out = out or sys.stdout
     store = ctx.pause_store()
     now = time.time()
     state = PauseState(
@@ -68,7 +69,8 @@ def pause_verb(
     return EXIT_OK
 
 
-def resume_verb(ctx: Context, *, dry_run: bool = False, out: TextIO = sys.stdout) -> int:
+def resume_verb(ctx: Context, *, dry_run: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     store = ctx.pause_store()
     if dry_run:
         out.write(f"would resume automatic moves ({store.where}) (dry run)\n")

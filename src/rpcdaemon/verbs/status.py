@@ -85,6 +85,11 @@ def render(status: ClusterStatus, *, wall_now: float, host: str | None = None) -
     lines.extend(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+    if host is not None:  # one host: name what each of its agents hosts
+        for a in agents:
+            if a.hosted:
+                shown = ", ".join(a.hosted[:50]) + (" ..." if len(a.hosted) > 50 else "")
+                lines.append(f"  {a.agent_type} {a.id}: {shown}")
     mine = {a.id for a in agents}
     stranded = [s for s in status.stranded if host is None or set(s.agents) & mine]
     lines.append("")
@@ -110,9 +115,10 @@ def status_verb(
     host: str | None,
     listen: float,
     use_daemon: bool = True,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
-    got = gather(ctx, use_daemon=use_daemon, listen=listen)
+    out = out or sys.stdout
+    got = gather(ctx, use_daemon=use_daemon, require_daemon=bool(ctx.daemon_address), listen=listen)
     if host is not None and host not in got.status.hosts():
         shown = ", ".join(got.status.hosts()[:20])
         raise VerbError(f"unknown host {host!r} (hosts: {shown})")
@@ -137,9 +143,10 @@ def check_verb(
     grace: float,
     listen: float,
     use_daemon: bool = True,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Nagios conventions: never raises; the exit status is the check's code."""
+    out = out or sys.stdout
     try:
         got = gather(ctx, use_daemon=use_daemon, listen=listen)
     except VerbError as exc:

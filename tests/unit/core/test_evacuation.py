@@ -235,5 +235,8 @@ def test_no_prefix_leaves_a_served_dhcp_network_without_a_live_agent(
     for network in current.network_bindings:
         if current.network_bindings[network] & mine:
             assert any(network in h for h in plan.held), network
+    for router in current.router_bindings:
+        if current.router_bindings[router] & mine:
+            assert any(router in h for h in plan.held), router
     # re-planning after the run never copies again
     assert not plan_evacuation(current, verdicts, "h0", dhcp_agents_per_network=per_network).copy

@@ -1,19 +1,18 @@
-"""The pause store: a local file (0600, atomic, expiring) and Redis (a key with a TTL)."""
+"""The pause store: a local file (0600, atomic, expiring); Redis is in tests/integration."""
 
 from __future__ import annotations
 
 import os
 import stat
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from rpcdaemon.adapters.pausebackends import EtcdPauseStore, ZooKeeperPauseStore
 from rpcdaemon.adapters.pausestore import (
     CachedPause,
     FilePauseStore,
-    RedisPauseStore,
     pause_store,
 )
 from rpcdaemon.core.statusmodel import PauseState
@@ -63,30 +62,12 @@ def test_cached_pause_reads_at_most_once_per_interval(tmp_path: Path) -> None:
     assert reads == [0.0, 1.0]
 
 
-def test_redis_store_shared_ttl_and_clear() -> None:
-    group = f"test-{uuid.uuid4().hex[:8]}"
-    store = pause_store("redis://127.0.0.1:6379", None, group=group)
-    assert isinstance(store, RedisPauseStore) and store.shared
-    other = RedisPauseStore("redis://127.0.0.1:6379?timeout=5", group=group)
-    try:
-        store.set(PauseState(until=time.time() + 1.0, reason="rmq", by="op"))
-        got = other.get()
-        assert got is not None and got.reason == "rmq"
-        ttl = store._redis.pttl(f"{group}.pause")  # Redis expires it by itself
-        assert 0 < ttl <= 1000
-        time.sleep(1.2)
-        assert other.get() is None
-        store.set(PauseState(until=None))
-        assert store._redis.pttl(f"{group}.pause") == -1  # no expiry
-        assert other.clear() is True and store.get() is None
-    finally:
-        store.clear()
-
-
-def test_non_redis_backends_fall_back_to_the_file(tmp_path: Path) -> None:
-    store = pause_store("etcd3+http://127.0.0.1:2379", str(tmp_path / "p.json"))
-    assert isinstance(store, FilePauseStore)
+def test_other_backends_and_single_instances_use_the_file(tmp_path: Path) -> None:
+    store = pause_store("memcached://127.0.0.1:11211", str(tmp_path / "p.json"))
+    assert isinstance(store, FilePauseStore) and not store.shared
     assert isinstance(pause_store(None, str(tmp_path / "p.json")), FilePauseStore)
+    assert isinstance(pause_store("etcd3+http://127.0.0.1:2379", None), EtcdPauseStore)
+    assert isinstance(pause_store("zookeeper://127.0.0.1:2181", None), ZooKeeperPauseStore)
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,13 @@
-"""The daemon side of ``/status``: the status model from the reactor's state.
+"""The daemon side of ``/status``: the status model from the reactor's state (pure).
 
 The runtime calls :func:`status_model` (on an HTTP worker thread, at request time) with
-its reactor; nothing here imports the runtime (a structural :class:`ReactorLike` is
-enough). Reads are of immutable snapshots: the last pass report and a copy of the
-liveness records.
+its reactor and its clock's ``now``; a structural :class:`ReactorLike` is enough, so the
+core does not import the runtime. Reads are of immutable snapshots: the last pass report
+and a copy of the liveness records.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -66,14 +65,13 @@ def status_model(
     pause: PauseState | None,
     dhcp_agents_per_network: int | None = None,
     report_intervals: Mapping[AgentId, float] | None = None,
-    now: float | None = None,
+    now: float,
 ) -> ClusterStatus | None:
     """The model as of the last pass (None before the first pass with a view).
     ``now`` is the reactor's clock (monotonic), for heartbeat and pass ages."""
     report = reactor.last_pass
     if report is None or report.view is None:
         return None
-    now = time.monotonic() if now is None else now
     view: ClusterView = report.view
     records = reactor.model.snapshot()
     ages: dict[AgentId, float] = {}
