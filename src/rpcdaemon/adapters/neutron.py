@@ -35,13 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import openstack
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import generic
 from openstack import exceptions as os_exc
 
 from rpcdaemon import __version__
 from rpcdaemon.adapters.neutron_errors import ALREADY as _ALREADY
 from rpcdaemon.adapters.neutron_errors import neutron_error_type, translate
+from rpcdaemon.adapters.neutron_session import (
+    session_connection,
+    size_connection_pool,
+    v3_auth_url,
+)
 from rpcdaemon.core.errors import (
     ConfigError,
     NotFoundError,
@@ -50,7 +53,9 @@ from rpcdaemon.core.errors import (
 )
 from rpcdaemon.core.ids import AgentId, AgentType, Host, NetworkId, RouterId
 from rpcdaemon.core.view import AgentInfo, ClusterView, Inventory, NetworkInfo, RouterInfo
-from rpcdaemon.settings import KeystoneAuth, NeutronApiSettings
+from rpcdaemon.settings import NeutronApiSettings
+
+__all__ = ["ApiObserver", "NeutronAdapter", "connect", "ids_of", "v3_auth_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -343,34 +348,6 @@ def _invert(
 # -- connecting ---------------------------------------------------------------------------
 
 
-def v3_auth_url(url: str) -> str:
-    """The 2014 configs point at Keystone v2.0, which is gone: use v3 on the same server."""
-    trimmed = url.rstrip("/")
-    if trimmed.endswith("/v2.0"):
-        return trimmed[: -len("/v2.0")] + "/v3"
-    return trimmed
-
-
-def _session_connection(auth: KeystoneAuth, timeout: float, common: dict[str, Any]) -> Any:
-    plugin = generic.Password(
-        auth_url=v3_auth_url(auth.auth_url),
-        username=auth.username,
-        password=auth.password,
-        project_name=auth.project_name,
-        user_domain_name=auth.user_domain_name,
-        project_domain_name=auth.project_domain_name,
-    )
-    sess = ks_session.Session(
-        auth=plugin, timeout=timeout, app_name="rpcdaemon", app_version=__version__
-    )
-    extra: dict[str, Any] = {}
-    if auth.region_name:
-        extra["region_name"] = auth.region_name
-    if auth.interface:
-        extra["interface"] = auth.interface
-    return openstack.connection.Connection(session=sess, **common, **extra)
-
-
 def connect(
     api: NeutronApiSettings,
     *,
@@ -398,7 +375,7 @@ def connect(
                 **common,
             )
         elif api.auth is not None:
-            conn = _session_connection(api.auth, api.timeout, common)
+            conn = session_connection(api.auth, api.timeout, common)
         else:
             raise ConfigError(
                 "no credentials for the Neutron API: set cloud = NAME (clouds.yaml) "
@@ -408,18 +385,5 @@ def connect(
     except os_exc.ConfigException as exc:
         raise ConfigError(f"cloud {api.cloud!r}: {exc}", option="cloud") from exc
     logger.info("Neutron API credentials from %s, timeout %gs", api.source or "?", api.timeout)
-    _size_connection_pool(conn, concurrency)
+    size_connection_pool(conn, concurrency)
     return NeutronAdapter(conn, observer=observer, clock=clock, concurrency=concurrency)
-
-
-def _size_connection_pool(conn: Any, concurrency: int) -> None:
-    """One kept-alive connection per call in flight. requests keeps 10 per host by default:
-    with more concurrent calls, each extra one opens (and then drops) a new connection,
-    a TLS handshake per call against a real endpoint."""
-    size = max(10, concurrency)
-    try:
-        requests_session = conn.session.session
-    except AttributeError:  # not a keystoneauth session: leave it alone
-        return
-    for prefix in ("https://", "http://"):
-        requests_session.mount(prefix, ks_session.TCPKeepAliveAdapter(pool_maxsize=size))

@@ -15,7 +15,12 @@ def deadline(record: AgentRecord, policy: Policy, *, hosted_networks: int = 0) -
     """Monotonic time after which ``record``'s agent is stale by our clock."""
     due = record.last_seen + policy.agent_down_time
     if record.started_at is not None:
-        grace = policy.startup_grace_per_network * hosted_networks
+        # the larger of Neutron's bindings (what agent_starting_up counts) and the agent's
+        # own report (all there is before the first snapshot). A forged report can stretch
+        # this, but whoever can publish report_state can keep any agent alive anyway: the
+        # bus permissions are the trust boundary (README, "Who may publish on the bus").
+        networks = max(hosted_networks, record.reported_networks)
+        grace = policy.startup_grace_per_network * networks
         due = max(due, record.started_at + policy.agent_down_time + grace)
     return due
 

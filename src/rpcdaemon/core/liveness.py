@@ -32,11 +32,10 @@ Two levels of judgement:
 
 Start-up grace (Neutron's ``agent_starting_up``): an agent whose last heartbeat carried
 ``start_flag`` is not judged dead before ``started_at + agent_down_time +
-startup_grace_per_network * networks``, where ``networks`` is the count of networks the
-view (Neutron's database) binds to it, as Neutron's ``agent_starting_up`` counts them. A DHCP
-agent busy syncing hundreds of networks after a restart misses reports; this keeps it from
-being evacuated. The count the agent reports on the bus is not used: anyone who can publish
-could forge a huge one and hold a dead agent's evacuation back for days.
+startup_grace_per_network * networks``, where ``networks`` is the larger of its reported
+``configurations["networks"]`` and the bindings the view shows (Neutron's
+``agent_starting_up`` counts the latter). A DHCP agent busy syncing hundreds of networks after
+a restart misses reports; this keeps it from being evacuated.
 
 Clock skew: the agent's own ``time`` argument is never used for liveness. It only feeds a
 warning when it differs from our wall clock at receipt by more than ``agent_down_time``

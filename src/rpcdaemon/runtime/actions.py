@@ -15,6 +15,7 @@ from rpcdaemon.core.actions import Action, Verb
 from rpcdaemon.core.backoff import Backoff
 from rpcdaemon.core.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from rpcdaemon.core.ids import NetworkId, RouterId
+from rpcdaemon.logsetup import action_fields
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class ActionRunner:
                     self._attempts,
                     last_error,
                     delay,
+                    extra=_fields(plugin, action),
                 )
                 if self._sleep(delay):
                     break  # stop requested during the wait
@@ -104,6 +106,7 @@ class ActionRunner:
             action.describe(),
             attempts,
             last_error,
+            extra=_fields(plugin, action, Outcome.FAILED),
         )
         return self.notify(
             ActionResult(action, Outcome.FAILED, last_error, attempts, time.monotonic() - started)
@@ -123,6 +126,7 @@ class ActionRunner:
             plugin,
             action.describe(),
             detail,
+            extra=_fields(plugin, action, Outcome.SKIPPED),
         )
         return self.notify(
             ActionResult(action, Outcome.SKIPPED, detail, attempts, time.monotonic() - started)
@@ -143,6 +147,7 @@ class ActionRunner:
             action.describe(),
             "" if outcome is Outcome.OK else f" ({outcome.value}: {detail})",
             action.reason,
+            extra=_fields(plugin, action, outcome),
         )
         return self.notify(
             ActionResult(action, outcome, detail, attempts, time.monotonic() - started)
@@ -182,3 +187,15 @@ class ActionRunner:
             logger.debug("re-reading the binding for %s failed: %s", action.describe(), exc)
             return False
         return action.agent_id in agents
+
+
+def _fields(plugin: str, action: Action, outcome: Outcome | None = None) -> dict[str, str | None]:
+    """The action as fields of the log record (``log_format = json``)."""
+    return action_fields(
+        plugin,
+        action.verb.value,
+        action.resource_id,
+        action.agent_id,
+        action.reason,
+        None if outcome is None else outcome.value,
+    )

@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry
 from rpcdaemon.adapters import neutron as neutron_adapter
 from rpcdaemon.adapters.codec import CodecStats
 from rpcdaemon.adapters.coordination import Elector, elector_from_settings
+from rpcdaemon.adapters.pausestore import CachedPause, pause_store
 from rpcdaemon.adapters.ports import NeutronPort
+from rpcdaemon.adapters.sdnotify import ReactorFeed, status_text
 from rpcdaemon.config.api import resolve_api
 from rpcdaemon.core.actions import Plan, Verb
 from rpcdaemon.core.errors import ConfigError
@@ -31,7 +33,10 @@ from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import AgentKey, Transition
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.status import StatusSnapshot
+from rpcdaemon.core.statusmodel import ClusterStatus, PauseState
+from rpcdaemon.core.statusview import status_document, status_model
 from rpcdaemon.metrics import Metrics, MetricsServer, install
+from rpcdaemon.modelmetrics import ModelCollector
 from rpcdaemon.plugins import registry
 from rpcdaemon.plugins.base import Planner, Plugin
 from rpcdaemon.runtime import services
@@ -116,6 +121,22 @@ def run(
     codec_stats = CodecStats()
     holder: dict[str, Reactor] = {}
     elector: Elector = elector_from_settings(settings.daemon)
+    pause = CachedPause(pause_store(settings.daemon.coordination_url, settings.daemon.pause_file))
+    per_network = settings.dhcp.agents_per_network if settings.dhcp is not None else None
+
+    def model() -> ClusterStatus | None:
+        reactor = holder.get("reactor")
+        if reactor is None:
+            return None
+        return status_model(
+            reactor,
+            is_leader=elector.is_leader,
+            coordination_connected=elector.connected,
+            dry_run=settings.daemon.dry_run,
+            pause=pause.get(),
+            dhcp_agents_per_network=per_network,
+            now=time.monotonic(),
+        )
 
     watch = ThreadWatch()
 
@@ -129,6 +150,12 @@ def run(
         )
 
     metrics = install(prom, status, codec_stats=codec_stats.snapshot)
+    # systemd: READY=1 after the first snapshot, WATCHDOG=1 from the reactor's own loop,
+    # STATUS= lines, STOPPING=1 on shutdown (a no-op without NOTIFY_SOCKET)
+    feed = ReactorFeed.from_env(
+        status=lambda: status_text(status(), paused=pause.get() is not None)
+    )
+    prom.register(ModelCollector(model))
     port = neutron or neutron_adapter.connect(
         api, concurrency=settings.daemon.max_concurrency, observer=metrics.api_call
     )
@@ -146,6 +173,7 @@ def run(
         executor=executor,
         stop=stop,
         is_leader=lambda: elector.is_leader,
+        paused=lambda: _describe_pause(pause.get()),  # paused: observe and plan, never act
         dry_run=settings.daemon.dry_run,
         check_interval=settings.daemon.check_interval,
         resync_interval=settings.daemon.resync_interval,
@@ -153,8 +181,8 @@ def run(
         on_pass=_chain(tracker.on_pass, hooks.on_pass),
         on_transition=_chain(tracker.on_transition, hooks.on_transition),
         on_plan=hooks.on_plan,
-        on_tick=hooks.on_tick,
-        on_ready=hooks.on_ready,
+        on_tick=_chain0(feed.on_tick, hooks.on_tick),
+        on_ready=_chain0(feed.on_ready, hooks.on_ready),
     )
     holder["reactor"] = reactor
     tracker.reactor = reactor
@@ -162,7 +190,9 @@ def run(
         hooks.on_reactor(reactor)
 
     server = (
-        MetricsServer(settings.daemon.metrics_address, prom, status)
+        MetricsServer(
+            settings.daemon.metrics_address, prom, status, status_document=status_document(model)
+        )
         if settings.daemon.metrics_address
         else None
     )
@@ -188,6 +218,7 @@ def run(
             on_lag=reactor.intake.lag_measured,
         )
     finally:
+        feed.on_stopping()
         stop.set()
         # No new task starts once stop is set, but a move in flight is finished (remove,
         # then add: a legacy router is never left unhosted by a shutdown we could wait for).
@@ -204,7 +235,31 @@ def run(
         elector.stop()
         if server is not None:
             server.stop()
+        feed.notifier.close()
     return exit_code
+
+
+def _describe_pause(pause: PauseState | None) -> str | None:
+    if pause is None:
+        return None
+    until = "until resumed" if pause.until is None else f"until {_utc(pause.until)}"
+    return f"paused by {pause.by or 'an operator'} {until}: {pause.reason or 'no reason given'}"
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+
+
+def _chain0(*fns: Callable[[], None] | None) -> Callable[[], None] | None:
+    live = [f for f in fns if f is not None]
+    if not live:
+        return None
+
+    def call() -> None:
+        for f in live:
+            f()
+
+    return call
 
 
 def _chain(*fns: Callable[[T], None] | None) -> Callable[[T], None] | None:

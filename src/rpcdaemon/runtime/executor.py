@@ -43,6 +43,8 @@ from rpcdaemon.runtime.actions import ActionObserver, ActionResult, ActionRunner
 
 __all__ = ["ActionResult", "Executor", "Outcome", "TaskResult"]
 
+from rpcdaemon.logsetup import action_fields
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BACKOFF = Backoff(initial=0.5, cap=4.0)
@@ -293,7 +295,20 @@ class Executor:
         return TaskResult(task, Outcome.OK, tuple(results))
 
     def _skip(self, plugin: str, task: Task, why: str) -> TaskResult:
-        logger.info("[%s] skipping: %s (%s)", plugin, task.reason, why)
+        logger.info(
+            "[%s] skipping: %s (%s)",
+            plugin,
+            task.reason,
+            why,
+            extra=action_fields(
+                plugin,
+                "skip",
+                ",".join(sorted(task.resources)),
+                task.source_agent,
+                task.reason,
+                "skipped",
+            ),
+        )
         results = tuple(
             self._actions.notify(ActionResult(a, Outcome.SKIPPED, why)) for a in task.actions
         )

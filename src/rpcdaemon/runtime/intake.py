@@ -72,7 +72,8 @@ class Intake:
         self.heartbeats = 0
         self._triggers: set[str] = set()
         self._seen_lock = threading.Lock()
-        self._seen: dict[AgentKey, float] = {}
+        self._seen: dict[AgentKey, float] = {}  # known agents only: bounded by Neutron
+        self._known: frozenset[AgentKey] = frozenset()
         self._keys_by_id: dict[AgentId, AgentKey] = {}
 
     # -- consumer thread ----------------------------------------------------------------
@@ -83,8 +84,10 @@ class Intake:
         if heartbeat is not None:
             if heartbeat.agent_type not in self._policies:
                 return None  # an OVS or metadata agent: none of our planners' business
-            with self._seen_lock:
-                self._seen[AgentKey.of(heartbeat)] = heartbeat.received_at
+            key = AgentKey.of(heartbeat)
+            if key in self._known:  # forged or new hosts must not grow this map
+                with self._seen_lock:
+                    self._seen[key] = heartbeat.received_at
             self._inbox.put(heartbeat)
             return heartbeat
         notification = notification_from(message)
@@ -122,6 +125,11 @@ class Intake:
         """The agents of the latest snapshot: the model judges these (the others are
         unknown records, bounded and silent); their ids serve ``agent_is_back``."""
         self._keys_by_id = {a.id: AgentKey.of(a) for a in view.agents.values()}
+        known = frozenset(self._keys_by_id.values())
+        self._known = known
+        with self._seen_lock:
+            for key in [k for k in self._seen if k not in known]:
+                del self._seen[key]
         self.model.set_known(self._keys_by_id.values())
 
     def known_keys(self) -> frozenset[AgentKey]:

@@ -59,6 +59,7 @@ class Pass:
         executor: Executor,
         intake: Intake,
         is_leader: Callable[[], bool],
+        paused: Callable[[], str | None] = lambda: None,
         dry_run: bool = False,
         on_plan: Callable[[Plan], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -69,6 +70,7 @@ class Pass:
         self._executor = executor
         self._intake = intake
         self._is_leader = is_leader
+        self._paused = paused
         self._dry_run = dry_run
         self._on_plan = on_plan
         self._clock = clock
@@ -182,6 +184,15 @@ class Pass:
                     logger.warning(
                         "[%s] dry run: would %s: %s", plan.plugin, action.describe(), action.reason
                     )
+            return False
+        pause = self._paused()
+        if pause is not None:
+            logger.warning(
+                "[%s] paused (%s): %d task(s) planned, none run",
+                plan.plugin,
+                pause,
+                len(plan.tasks),
+            )
             return False
         if not self._is_leader():
             logger.info(

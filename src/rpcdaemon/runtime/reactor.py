@@ -46,6 +46,9 @@ from rpcdaemon.runtime.status import build_status
 
 logger = logging.getLogger(__name__)
 
+NEWCOMERS_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about agents heard on the bus that Neutron did not list."""
+
 
 class Reactor:
     """Owner of the liveness model (through its intake). ``submit`` and
@@ -61,6 +64,7 @@ class Reactor:
         executor: Executor,
         stop: threading.Event,
         is_leader: Callable[[], bool] = lambda: True,
+        paused: Callable[[], str | None] = lambda: None,
         dry_run: bool = False,
         check_interval: float = 1.0,
         resync_interval: float = 60.0,
@@ -81,6 +85,8 @@ class Reactor:
         self._executor = executor
         self._stop = stop
         self._is_leader = is_leader
+        self._paused = paused
+        self._was_paused: str | None = None
         self._check_interval = check_interval
         self._full_resync_interval = full_resync_interval
         self._on_pass = on_pass
@@ -98,6 +104,7 @@ class Reactor:
             executor=executor,
             intake=self.intake,
             is_leader=is_leader,
+            paused=paused,
             dry_run=dry_run,
             on_plan=on_plan,
             clock=clock,
@@ -112,12 +119,15 @@ class Reactor:
         self._work_triggers: set[str] = set()  # triggers of the passes that handed it over
         self._work_since = 0.0  # when the first of those passes began
         self._withheld_logged: float | None = None
+        self._newcomers = 0  # unknown agents heard since the last newcomers log line
+        self._newcomers_logged: float | None = None
         self._ready = False
         self._tick_failures = 0
         self._last_tick_error: str | None = None
         executor.set_agent_is_back(self.intake.agent_is_back)
         executor.set_on_finished(self.intake.wake)
-        executor.set_is_leader(is_leader)
+        # checked before every task and retry: losing the lead or a pause stops a plan in flight
+        executor.set_is_leader(lambda: is_leader() and paused() is None)
 
     # -- thread-safe inputs -------------------------------------------------------------
 
@@ -326,7 +336,18 @@ class Reactor:
         if newcomers and self._pass.view is not None:
             # agents Neutron did not list at the last snapshot: a replacement node? (the
             # schedule rate-limits these passes; an open bus may carry noise)
-            logger.info("%d agent(s) unknown to the last snapshot heard on the bus", newcomers)
+            self._newcomers += newcomers
+            last = self._newcomers_logged
+            if last is None or now - last >= NEWCOMERS_LOG_INTERVAL:
+                # one line per interval, never one per host: a flood of forged hosts must
+                # not flood the log (issue 9)
+                logger.info(
+                    "%d agent(s) unknown to the last snapshot heard on the bus%s",
+                    self._newcomers,
+                    "" if last is None else f" in the last {now - last:.0f}s",
+                )
+                self._newcomers = 0
+                self._newcomers_logged = now
             self.schedule = self.schedule.newcomers()
 
     def _log_withheld(self, now: float) -> None:
@@ -367,6 +388,14 @@ class Reactor:
             else:
                 logger.info("this instance is a standby: it observes and plans, never acts")
             self._was_leader = leader
+        paused = self._paused()
+        if paused != self._was_paused:
+            if paused is not None:
+                logger.warning("automatic moves %s: observing and planning only", paused)
+            elif self._was_paused is not None:
+                logger.warning("automatic moves resumed")
+                self.schedule = self.schedule.call("resumed")  # act on what waited, now
+            self._was_paused = paused
 
     def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
         """Any thread: has ``agent_id`` sent a heartbeat after ``since``?"""

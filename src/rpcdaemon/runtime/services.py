@@ -13,7 +13,9 @@ import threading
 from collections.abc import Callable, Sequence
 
 from rpcdaemon.adapters.amqp import BusConsumer, QueueSpec, private_queue_name
+from rpcdaemon.adapters.busguard import LAG_LOG_SECONDS
 from rpcdaemon.adapters.codec import CodecStats
+from rpcdaemon.core.busstate import lag_limit
 from rpcdaemon.core.events import BusMessage, ConsumerLag
 from rpcdaemon.plugins import registry
 from rpcdaemon.plugins.base import Planner, Plugin
@@ -99,6 +101,13 @@ def _handler(
     return handle
 
 
+def _lag_log_seconds(settings: Settings) -> float:
+    """Log consumer lag from the point where it holds deaths back (the shortest
+    agent_down_time of the loaded agent plugins), so the log matches the rule."""
+    times = [s.agent_down_time for s in (settings.l3, settings.dhcp) if s is not None]
+    return lag_limit(min(times)) if times else LAG_LOG_SECONDS
+
+
 def run(
     settings: Settings,
     *,
@@ -125,6 +134,7 @@ def run(
         stats=stats if stats is not None else CodecStats(),
         on_connection_change=on_connection_change,
         on_lag=on_lag,
+        lag_log_seconds=_lag_log_seconds(settings),
     )
     thread = threading.Thread(target=consumer.run, name=CONSUMER_THREAD, daemon=True)
     logger.info(

@@ -46,6 +46,13 @@ def _notification(event_type: str, agent_id: str, key: str, value: str) -> SimEv
 class SchedulingMixin(CloudState):
     """L3 and DHCP agent-scheduler operations."""
 
+    def hang_next_add(self, agent_id: str, seconds: float) -> None:
+        """The next router add to ``agent_id`` saves the binding, then answers only after
+        ``seconds`` (201): a plan stuck on one slow add. Ends early when the cloud closes."""
+        with self._lock:
+            self._get_agent(agent_id)
+            self._add_hang[agent_id] = seconds
+
     # -- L3 ------------------------------------------------------------------------------------------
 
     def add_router_to_agent(self, agent_id: str, router_id: str) -> None:

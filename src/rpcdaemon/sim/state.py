@@ -263,6 +263,9 @@ class CloudState:
                 agent.started_at = now
             if isinstance(state.get("configurations"), Mapping):
                 agent.configurations = dict(state["configurations"])
+                # the counts follow the bindings: a heartbeat built before a binding changed
+                # must not bring back the old count (the next one is built from this copy)
+                self._refresh_counts(agent.id)
             if state.get("availability_zone"):
                 agent.availability_zone = str(state["availability_zone"])
         return status
@@ -325,13 +328,6 @@ class CloudState:
                 for bound in table.values():
                     if agent_id in bound:
                         bound.remove(agent_id)
-
-    def hang_next_add(self, agent_id: str, seconds: float) -> None:
-        """The next router add to ``agent_id`` saves the binding, then answers only after
-        ``seconds`` (201): a plan stuck on one slow add. Ends early when the cloud closes."""
-        with self._lock:
-            self._get_agent(agent_id)
-            self._add_hang[agent_id] = seconds
 
     def set_agent_process(self, agent_id: str, running: bool) -> None:
         """``False``: nothing consumes the agent's RPC queue any more (crashed process)."""
