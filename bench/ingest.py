@@ -348,6 +348,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the consumer and reactor")
     parser.add_argument("--only", choices=["backlog", "live"])
+    parser.add_argument("--section", default="ingest", help="RESULTS.md section to write")
+    parser.add_argument("--title", default="Ingest (real RabbitMQ)")
     parser.add_argument(
         "--tick-fix-only", action="store_true", help="only the emulated reactor tick-rate fix"
     )
@@ -425,7 +427,7 @@ def main() -> None:
     print(body)
     if args.write:
         command = ".venv/bin/python -m bench.ingest" + (" --quick" if args.quick else "")
-        update_results("ingest", section_text("Ingest (real RabbitMQ)", command, body))
+        update_results(args.section, section_text(args.title, command, body))
 
 
 if __name__ == "__main__":

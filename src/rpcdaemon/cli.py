@@ -209,8 +209,8 @@ def _pass_through(name: str, rest: list[str]) -> int:
 
 def _check_config(path: str) -> int:
     settings = config.load(path)
-    config.preflight(settings)
-    for line in (*settings.warnings, *detached_warnings(settings)):
+    found = config.preflight(settings, checking=True)
+    for line in (*settings.warnings, *found, *detached_warnings(settings)):
         print(f"rpcdaemon: warning: {line}", file=sys.stderr)
     d = settings.daemon
     print(f"{settings.path}: OK")

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rpcdaemon.core.ids import AgentType, Liveness
+from rpcdaemon.core.ids import AgentType
 from rpcdaemon.core.statusmodel import ClusterStatus
 
 logger = logging.getLogger(__name__)
@@ -106,10 +106,4 @@ def families(status: ClusterStatus, wall_now: float) -> Iterable[GaugeMetricFami
         "rpcdaemon_pause_remaining_seconds",
         "Seconds until the pause expires (+Inf: until resumed; 0: not paused).",
         value=remaining,
-    )
-    unknown = sum(1 for a in status.agents if a.liveness is Liveness.UNKNOWN)
-    yield GaugeMetricFamily(
-        "rpcdaemon_agents_unknown",
-        "Agents without a verdict yet (listening for less than agent_down_time).",
-        value=unknown,
     )

@@ -153,3 +153,22 @@ def test_the_same_expected_tuple_is_taken_in_once_until_a_key_is_dropped() -> No
     changes = model.evaluate(200.0, POLICY, listening(0.0), agent_type=TYPES[0], expected=keys)
     assert keys[0] in {c.key for c in changes}  # read again: judged (DEAD) from UNKNOWN
     assert {c.new for c in changes} == {Liveness.DEAD}
+
+
+def test_records_share_equal_counts_but_never_confuse_true_with_one() -> None:
+    model = LivenessModel()
+    keys = [key(i) for i in range(0, 6, 2)]  # three L3 agents
+    model.set_known(keys)
+    for k, routers in zip(keys, [1, True, 1], strict=True):
+        hb = make_heartbeat(
+            host=k.host,
+            agent_type=k.agent_type,
+            received_at=1.0,
+            configurations={"routers": routers},
+        )
+        model.observe(hb, policy=POLICY)
+    first, odd, third = (model.get(k) for k in keys)
+    assert first is not None and odd is not None and third is not None
+    assert first.configurations is third.configurations  # one mapping for equal counts
+    assert (first.reported_routers, odd.reported_routers) == (1, 0)  # a boolean is no count
+    assert first.key is keys[0]  # the record shares the known key (and its host string)

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from rpcdaemon.core import placement
 from rpcdaemon.core.ids import AgentId, Liveness
-from rpcdaemon.core.placement import LoadTracker, Targets, network_targets, router_targets
+from rpcdaemon.core.placement import (
+    Candidates,
+    LoadTracker,
+    Targets,
+    network_targets,
+    router_targets,
+)
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import ClusterView
 from rpcdaemon.plugins.dhcpagent import plan_networks
@@ -199,7 +205,7 @@ OPS = st.lists(
 @given(st.lists(st.integers(0, 5), min_size=8, max_size=8), OPS)
 def test_heap_placement_equals_ranking_after_any_changes(loads: list[int], ops: list) -> None:
     agents = [make_agent(f"a{i}", host=f"h{(i * 5) % 8}") for i in range(8)]
-    classes = (tuple(agents[:5]), tuple(agents[3:]), tuple(agents))
+    classes = (Candidates(agents[:5]), Candidates(agents[3:]), Candidates(agents))
     heap = LoadTracker({a.id: n for a, n in zip(agents, loads, strict=True)})
     sort = LoadTracker(dict(heap.counts))
     for op, i, which in ops:

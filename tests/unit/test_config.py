@@ -570,6 +570,9 @@ def test_preflight_accepts_what_the_daemon_can_use(
         busy.listen(1)
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}") as err:
             config.preflight(settings)
+        # check-config on a host where the daemon runs (and holds the port): a warning only
+        (warning,) = config.preflight(settings, checking=True)
+        assert f"127.0.0.1:{port}" in warning and "in use" in warning
     assert (err.value.section, err.value.option) == ("Daemon", "metrics_address")
     # A Dump-only daemon has no metrics server, no election, no Neutron API: not checked.
     dump_only = write(tmp_path, "[Daemon]\nplugins = Dump\ncloud = nosuchcloud\n", "dump-only.conf")

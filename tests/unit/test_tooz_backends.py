@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import tooz
 
-from rpcdaemon.adapters.tooz_backends import backend_kind, backend_options, still_owner
+from rpcdaemon.adapters.coordination import LeaderElector
+from rpcdaemon.adapters.tooz_backends import (
+    backend_kind,
+    backend_options,
+    effective_expiry,
+    still_owner,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +56,22 @@ def test_zookeeper_session_timeout_is_the_lease() -> None:
 def test_the_url_query_wins() -> None:
     options = backend_options("zookeeper://h:2181?timeout=20&namespace=x", 7)
     assert "timeout" not in options and options["lock_timeout"] == "7"
+
+
+def test_a_shorter_expiry_in_the_url_shortens_how_long_the_leader_acts() -> None:
+    """redis://h?lock_timeout=3 with a 10 s lease: the lock expires 3 s after the last
+    extension, so the leader must stop acting 1.5 s after its last good round, not 5 s."""
+    assert effective_expiry("redis://h:6379?lock_timeout=3", 10) == 3.0
+    assert effective_expiry("redis://h:6379?lock_timeout=30", 10) == 10.0
+    assert effective_expiry("zookeeper://h:2181?timeout=4", 10) == 4.0
+    assert effective_expiry("etcd3+http://h:2379?lock_timeout=junk", 10) == 10.0
+    clock = [100.0]
+    elector = LeaderElector("redis://h:6379?lock_timeout=3", lease=10, clock=lambda: clock[0])
+    elector._holding, elector._last_ok = True, 100.0  # a good round at t=100
+    clock[0] = 101.4
+    assert elector.is_leader
+    clock[0] = 101.6  # past half of the real 3 s expiry: another may hold the lock soon
+    assert not elector.is_leader
 
 
 class _EtcdClient:

@@ -53,6 +53,7 @@ from rpcdaemon.adapters.tooz_backends import (
     ZOOKEEPER_MAX_SESSION,
     backend_kind,
     backend_options,
+    effective_expiry,
     is_client_error,
     still_owner,
 )
@@ -170,7 +171,8 @@ class LeaderElector:
         self._lease = max(1, math.ceil(lease))
         self._kind = backend_kind(url)
         self._interval = max(0.2, self._lease / 5.0)
-        self._valid_for = self._lease / 2.0
+        # act only within half of the backend's real expiry (the URL may shorten it)
+        self._valid_for = effective_expiry(url, self._lease) / 2.0
         self._max_backoff = max_backoff
         self._member_id = member_id or default_member_id()
         self._clock = clock

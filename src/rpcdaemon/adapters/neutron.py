@@ -52,7 +52,14 @@ from rpcdaemon.core.errors import (
     TemporaryError,
 )
 from rpcdaemon.core.ids import AgentId, AgentType, Host, NetworkId, RouterId
-from rpcdaemon.core.view import AgentInfo, ClusterView, Inventory, NetworkInfo, RouterInfo
+from rpcdaemon.core.view import (
+    AgentInfo,
+    ClusterView,
+    Inventory,
+    NetworkInfo,
+    RouterInfo,
+    share_bindings,
+)
 from rpcdaemon.settings import NeutronApiSettings
 
 __all__ = ["ApiObserver", "NeutronAdapter", "connect", "ids_of", "v3_auth_url"]
@@ -342,7 +349,7 @@ def _invert(
             key = make(rid)
             if key in out:
                 out[key].add(agent_id)
-    return {k: frozenset(v) for k, v in out.items()}
+    return share_bindings(out)  # one frozenset per distinct set of agents (memory)
 
 
 # -- connecting ---------------------------------------------------------------------------

@@ -1,14 +1,15 @@
-"""The pause state as stored (JSON), shared by every pause store."""
+"""The pause state as stored (JSON), shared by every pause store.
+
+A stored value that cannot be decoded is an *unreadable pause*, not "not paused": somebody
+stored it to pause (fail safe: an operator's ``rpcdaemon pause`` is never silently lost).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
-from rpcdaemon.core.statusmodel import PauseState
-
-logger = logging.getLogger(__name__)
+from rpcdaemon.core.statusmodel import PauseState, unreadable_pause
 
 
 def encode(state: PauseState) -> str:
@@ -17,9 +18,11 @@ def encode(state: PauseState) -> str:
     )
 
 
-def decode(text: str | bytes) -> PauseState | None:
-    """The state, or None (logged) for anything unreadable: garbage never pauses anyone."""
+def decode(raw: str | bytes, *, where: str = "the pause state") -> PauseState:
+    """The state; anything undecodable (bad UTF-8, not JSON, wrong types) is an
+    :func:`~rpcdaemon.core.statusmodel.unreadable_pause`. Never raises."""
     try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         data: Any = json.loads(text)
         until = data.get("until")
         return PauseState(
@@ -28,6 +31,5 @@ def decode(text: str | bytes) -> PauseState | None:
             by=str(data.get("by") or ""),
             since=float(data.get("since") or 0.0),
         )
-    except (ValueError, TypeError, AttributeError):
-        logger.warning("ignoring an unreadable pause state: %.80r", text)
-        return None
+    except Exception as exc:  # UnicodeDecodeError, ValueError, TypeError, AttributeError...
+        return unreadable_pause(f"{where} is not a valid pause ({type(exc).__name__}: {exc})")

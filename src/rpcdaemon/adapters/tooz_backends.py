@@ -75,3 +75,21 @@ def is_client_error(exc: Exception) -> bool:
     errors, requests' errors under etcd3gw): expected when the backend goes away."""
     root = type(exc).__module__.split(".", 1)[0]
     return root in ("kazoo", "etcd3gw", "requests", "redis", "urllib3")
+
+
+def effective_expiry(url: str, lease: int) -> float:
+    """How long the backend keeps the lock after its last extension: ``lease``, unless the
+    URL's query sets a shorter expiry (``lock_timeout``; ZooKeeper's session ``timeout``),
+    which the driver then uses. The elector must stop acting within half of *this*."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    keys = ("timeout",) if backend_kind(url) == "zookeeper" else ("lock_timeout",)
+    expiry = float(lease)
+    for key in keys:
+        for text in query.get(key, ()):
+            try:
+                value = float(text)
+            except ValueError:
+                continue
+            if value > 0:
+                expiry = min(expiry, value)
+    return expiry

@@ -187,8 +187,8 @@ OPTIONS: tuple[Option, ...] = (
         "pause_file",
         Kind.PATH,
         "/var/lib/rpcdaemon/pause.json",
-        "Where 'rpcdaemon pause' keeps its state when coordination_url is not a Redis URL "
-        "(with Redis the pause is a key there, obeyed by every instance). Mode 0600.",
+        "Where 'rpcdaemon pause' keeps its state when no coordination_url is set (with one, "
+        "the pause is a key in that backend, obeyed by every instance). Mode 0600.",
         (DAEMON,),
     ),
     Option(

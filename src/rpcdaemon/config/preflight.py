@@ -29,8 +29,11 @@ _PASSWORD = re.compile(r"(://[^:/@;]*:)[^@/;]*@")
 BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
-def preflight(settings: Settings) -> None:
-    """Raise ConfigError (one line: file, [section], option) when the daemon could not work."""
+def preflight(settings: Settings, *, checking: bool = False) -> list[str]:
+    """Raise ConfigError (one line: file, [section], option) when the daemon could not work;
+    returns warnings. ``checking`` (``check-config``): a metrics port in use is a warning,
+    not an error, since on a host where the daemon runs it is the daemon that holds it."""
+    warnings: list[str] = []
     for name in settings.daemon.plugins:
         try:
             registry.load_class(name)  # what `run` imports before detaching
@@ -41,14 +44,23 @@ def preflight(settings: Settings) -> None:
     if settings.dump is not None and settings.dump.output:
         check_output(settings.path, settings.dump.output)
     if settings.api is None:
-        return  # no planner: no Neutron API, no leader election, no metrics server
+        return warnings  # no planner: no Neutron API, no leader election, no metrics server
     check_credentials(settings)
     if settings.api.cloud:
         check_cloud(settings.path, settings.api.cloud)
     if settings.daemon.coordination_url:
         check_coordination_url(settings.path, settings.daemon.coordination_url)
     if settings.daemon.metrics_address:
-        check_metrics_address(settings.path, settings.daemon.metrics_address)
+        try:
+            check_metrics_address(settings.path, settings.daemon.metrics_address)
+        except ConfigError as exc:
+            if not (checking and "in use" in exc.message):
+                raise
+            warnings.append(
+                f"metrics_address {settings.daemon.metrics_address}: the port is in use "
+                "(by the running daemon?): a second daemon here could not listen on it"
+            )
+    return warnings
 
 
 def detached_warnings(settings: Settings) -> list[str]:

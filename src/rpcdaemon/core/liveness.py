@@ -64,9 +64,7 @@ frozen, and :meth:`LivenessModel.snapshot` hands out a copy for other threads.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable
 
 from rpcdaemon.core.busstate import LAG_LIMIT_FRACTION, BusState, lag_limit
 from rpcdaemon.core.deadlines import TypeBook
@@ -83,9 +81,11 @@ from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.records import (
     AgentKey,
     AgentRecord,
+    ConfigurationPool,
     Judgement,
     SkewChange,
     Transition,
+    interned,
     kept_configurations,
     parse_agent_time,
 )
@@ -95,12 +95,6 @@ from rpcdaemon.core.view import ClusterView
 UNKNOWN_CAP = 1024
 """Records of agents Neutron does not know kept at most, plus ``UNKNOWN_PER_KNOWN`` each."""
 UNKNOWN_PER_KNOWN = 1
-SHARED_CONFIGURATIONS = 4096
-"""Distinct kept ``configurations`` mappings shared between records (see ``_shared``)."""
-
-
-def _interned(text: str | None) -> str | None:
-    return None if text is None else sys.intern(text)
 
 
 class LivenessModel:
@@ -124,7 +118,7 @@ class LivenessModel:
         self._unknown_per_known = unknown_per_known
         self._books: dict[str, TypeBook[AgentKey]] = {}  # per agent type: see core.deadlines
         self._hosted: tuple[ClusterView, dict[AgentId, int]] | None = None
-        self._configs: dict[tuple[tuple[str, type, Any], ...], Mapping[str, Any]] = {}
+        self._configs = ConfigurationPool()
         self.judged_total = 0
         """Agents judged by :meth:`evaluate` since start: a tick costs what changed."""
 
@@ -216,8 +210,8 @@ class LivenessModel:
             key=key,
             last_seen=heartbeat.received_at,
             started_at=started_at,
-            availability_zone=_interned(heartbeat.availability_zone),
-            configurations=self._shared(kept_configurations(heartbeat.configurations)),
+            availability_zone=interned(heartbeat.availability_zone),
+            configurations=self._configs.shared(kept_configurations(heartbeat.configurations)),
             skew=skew,
         )
         self._down_time = max(self._down_time, policy.agent_down_time)
@@ -231,19 +225,6 @@ class LivenessModel:
         self._unknown.put(key, record, expires_at=heartbeat.received_at + policy.agent_down_time)
         self._unknown.trim(self.unknown_limit)
         return None
-
-    def _shared(self, kept: Mapping[str, Any]) -> Mapping[str, Any]:
-        """One mapping object per distinct kept ``configurations`` (agents report the same
-        few counts), not one per record: bounded, cleared when full."""
-        if not kept:
-            return kept
-        items = tuple((k, type(v), v) for k, v in kept.items())  # True == 1, but not here
-        shared = self._configs.get(items)
-        if shared is None:
-            if len(self._configs) >= SHARED_CONFIGURATIONS:
-                self._configs.clear()
-            shared = self._configs[items] = kept
-        return shared
 
     def _skew_change(self, key: AgentKey, skew: float | None, limit: float) -> SkewChange | None:
         if skew is None:

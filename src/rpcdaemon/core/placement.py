@@ -88,6 +88,14 @@ def network_targets(
     )
 
 
+class Candidates(tuple[AgentInfo, ...]):
+    """The targets of one class, as :class:`Targets` hands them out: the same object for
+    the whole pass, so :meth:`LoadTracker.place` keeps a heap for it. Any other iterable
+    of candidates is ranked by a sort, as before."""
+
+    __slots__ = ()
+
+
 class Targets:
     """The live targets of each class of router or network, computed once per pass.
 
@@ -100,7 +108,7 @@ class Targets:
         self._view = view
         self._verdicts = verdicts
         self._live: dict[str, tuple[AgentInfo, ...]] = {}
-        self._classes: dict[tuple[object, ...], tuple[AgentInfo, ...]] = {}
+        self._classes: dict[tuple[object, ...], Candidates] = {}
         self.computed = 0
         """Classes computed so far (each a scan of the live agents of one type)."""
 
@@ -114,24 +122,24 @@ class Targets:
             )
         return live
 
-    def for_router(self, router: RouterInfo) -> tuple[AgentInfo, ...]:
+    def for_router(self, router: RouterInfo) -> Candidates:
         """:func:`router_targets` for ``router``, computed once per class."""
         key = ("router", router.distributed, frozenset(router.availability_zone_hints))
         found = self._classes.get(key)
         if found is None:
             self.computed += 1
             live = self._live_of(AgentType.L3.value)
-            found = self._classes[key] = tuple(a for a in live if can_host_router(a, router))
+            found = self._classes[key] = Candidates(a for a in live if can_host_router(a, router))
         return found
 
-    def for_network(self, network: NetworkInfo) -> tuple[AgentInfo, ...]:
+    def for_network(self, network: NetworkInfo) -> Candidates:
         """:func:`network_targets` for ``network``, computed once per class."""
         key = ("network", frozenset(network.availability_zone_hints))
         found = self._classes.get(key)
         if found is None:
             self.computed += 1
             live = self._live_of(AgentType.DHCP.value)
-            found = self._classes[key] = tuple(a for a in live if can_host_network(a, network))
+            found = self._classes[key] = Candidates(a for a in live if can_host_network(a, network))
         return found
 
 
@@ -192,7 +200,7 @@ class LoadTracker:
             agent = candidates[index]
             heapq.heappush(heap, (load, agent.host, agent.id, index))
 
-    def _heap(self, candidates: tuple[AgentInfo, ...]) -> list[_Entry]:
+    def _heap(self, candidates: Candidates) -> list[_Entry]:
         held = self._heaps.get(id(candidates))
         if held is not None and held[0] is candidates:
             return held[1]
@@ -217,9 +225,9 @@ class LoadTracker:
     ) -> AgentInfo | None:
         """Pick the least loaded candidate not in ``exclude`` and count the new resource.
 
-        A tuple of candidates (e.g. from :class:`Targets`) is served from a heap kept for
-        that tuple: O(log n) per pick instead of a sort."""
-        if not isinstance(candidates, tuple):
+        :class:`Candidates` (from :class:`Targets`) are served from a heap kept for them:
+        O(log n) per pick instead of a sort."""
+        if not isinstance(candidates, Candidates):
             ranked = self.ranked(candidates, exclude=exclude)
             if not ranked:
                 return None
@@ -245,9 +253,11 @@ class LoadTracker:
         return chosen
 
     def place_many(
-        self, candidates: tuple[AgentInfo, ...], count: int, *, exclude: Collection[AgentId] = ()
+        self, candidates: Iterable[AgentInfo], count: int, *, exclude: Collection[AgentId] = ()
     ) -> list[AgentInfo]:
         """Up to ``count`` distinct least loaded candidates not in ``exclude`` (each counted)."""
+        if not isinstance(candidates, Candidates):
+            candidates = tuple(candidates)  # read once per pick
         chosen: list[AgentInfo] = []
         taken = set(exclude)
         while len(chosen) < count:

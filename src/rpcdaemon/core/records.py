@@ -125,6 +125,35 @@ def kept_configurations(configurations: Mapping[str, Any]) -> Mapping[str, Any]:
     return _NOTHING_KEPT if kept is None else kept
 
 
+SHARED_CONFIGURATIONS = 4096
+"""Distinct kept ``configurations`` mappings a :class:`ConfigurationPool` holds at most."""
+
+
+class ConfigurationPool:
+    """One mapping object per distinct kept ``configurations`` (agents report the same few
+    counts), not one per record: bounded, cleared when full. One owner thread."""
+
+    def __init__(self, limit: int = SHARED_CONFIGURATIONS) -> None:
+        self._pool: dict[tuple[tuple[str, type, Any], ...], Mapping[str, Any]] = {}
+        self._limit = limit
+
+    def shared(self, kept: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not kept:
+            return kept
+        items = tuple((k, type(v), v) for k, v in kept.items())  # True == 1, but not here
+        found = self._pool.get(items)
+        if found is None:
+            if len(self._pool) >= self._limit:
+                self._pool.clear()
+            found = self._pool[items] = kept
+        return found
+
+
+def interned(text: str | None) -> str | None:
+    """``text`` interned (an AZ name: a handful of values, one string each)."""
+    return None if text is None else sys.intern(text)
+
+
 def parse_agent_time(text: str | None) -> float | None:
     """The agent's ``time`` (ISO 8601, UTC, usually without offset) as a POSIX timestamp."""
     if not text:

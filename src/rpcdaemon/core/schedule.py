@@ -25,6 +25,10 @@ FOLLOW_UP_DELAY = 0.5
 NEWCOMER_INTERVAL = 5.0
 """At most one ``agent-new`` pass this often: keys Neutron does not know yet may be a
 replacement node (fill it now) or noise on an open bus (a snapshot each time would not do)."""
+NOTIFICATION_INTERVAL = 2.0
+"""At most one notification pass this often: the first notification of a burst (a network
+and its subnet) is served at once, the rest of the burst by the next pass; a flood of
+notifications, forged or real, costs one snapshot per interval, not one per message."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class PassSchedule:
     unconfirmed: int = 0  # consecutive passes waiting for the API to confirm a death
     newcomer_waiting: bool = False  # agents Neutron does not know were heard
     newcomer_at: float = 0.0  # the earliest instant of the next agent-new pass
+    notified: frozenset[str] = frozenset()  # notification triggers waiting for their turn
+    notified_at: float = 0.0  # the earliest instant of the next notification pass
 
     def call(self, *triggers: str) -> PassSchedule:
         """Ask for a pass (it starts at the next tick, or when ``not_before`` passes)."""
@@ -50,9 +56,16 @@ class PassSchedule:
         one every :data:`NEWCOMER_INTERVAL` seconds."""
         return replace(self, newcomer_waiting=True)
 
+    def notifications(self, *triggers: str) -> PassSchedule:
+        """Notifications a planner listens for: a pass, at most one every
+        :data:`NOTIFICATION_INTERVAL` seconds."""
+        return replace(self, notified=self.notified | frozenset(triggers)) if triggers else self
+
     def pending(self, now: float) -> frozenset[str]:
         """Every trigger calling for a pass at ``now``, due or withheld by ``not_before``."""
         found = set(self.triggers)
+        if self.notified and now >= self.notified_at:
+            found.update(self.notified)
         if self.newcomer_waiting and now >= self.newcomer_at:
             found.add("agent-new")
         if now >= self.next_resync:
@@ -77,12 +90,15 @@ class PassSchedule:
         """A pass starts at ``now``: its triggers and follow-up are consumed (and waiting
         newcomers are seen by its snapshot)."""
         newcomer_at = now + NEWCOMER_INTERVAL if self.newcomer_waiting else self.newcomer_at
+        notified_at = now + NOTIFICATION_INTERVAL if self.notified else self.notified_at
         return replace(
             self,
             triggers=frozenset(),
             follow_up_at=None,
             newcomer_waiting=False,
             newcomer_at=newcomer_at,
+            notified=frozenset(),
+            notified_at=notified_at,
         )
 
     def resync_skipped(self, now: float) -> PassSchedule:
@@ -131,7 +147,8 @@ class PassSchedule:
         """Seconds the reactor may wait for input before its next tick."""
         wait = check_interval
         newcomer = self.newcomer_at if self.newcomer_waiting else None
-        for instant in (self.follow_up_at, self.not_before, newcomer):
+        notified = self.notified_at if self.notified else None
+        for instant in (self.follow_up_at, self.not_before, newcomer, notified):
             if instant is not None and instant > now:
                 wait = min(wait, instant - now)
         if self.follow_up_at is not None and self.follow_up_at <= now:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
@@ -36,6 +37,43 @@ class PauseState:
 
     def active(self, wall_now: float) -> bool:
         return self.until is None or wall_now < self.until
+
+    @property
+    def unreadable(self) -> bool:
+        """A stored pause that could not be read: paused by rule (fail safe)."""
+        return self.by == PAUSE_UNREADABLE_BY
+
+    def describe(self, wall_now: float) -> str:
+        """One line, the one rendering of a pause (logs, ``status``, ``check``), e.g.
+        ``paused by op@h until 2026-12-02 09:00:00Z (300s left): RabbitMQ migration``."""
+        if self.unreadable:
+            return f"paused (fail safe): {self.reason}"
+        if not self.active(wall_now):
+            assert self.until is not None
+            return f"not paused (the pause by {self.by or 'an operator'} expired {_utc(self.until)})"
+        left = (
+            "until resumed"
+            if self.until is None
+            else f"until {_utc(self.until)} ({max(0.0, self.until - wall_now):.0f}s left)"
+        )
+        return f"paused by {self.by or 'an operator'} {left}: {self.reason or 'no reason given'}"
+
+
+PAUSE_UNREADABLE_BY = "rpcdaemon (fail safe)"
+
+
+def unreadable_pause(why: str) -> PauseState:
+    """A pause that exists but cannot be read or decoded counts as paused (fail safe)."""
+    return PauseState(
+        until=None,
+        reason=f"pause state unreadable: {why}; counted as paused until it is fixed or "
+        "'rpcdaemon resume' removes it",
+        by=PAUSE_UNREADABLE_BY,
+    )
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ class Reactor:
         self._note_leadership()
         self._collect(now)
         self._judge(now)
-        self.schedule = self.schedule.call(*self.intake.take_triggers())
+        self.schedule = self.schedule.notifications(*self.intake.take_triggers())
         triggers = self.schedule.due(now)
         if not triggers:
             self._log_withheld(now)

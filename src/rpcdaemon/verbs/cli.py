@@ -127,7 +127,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str) -> None:  
         "pause",
         help="stop automatic moves on every instance (they still observe and plan)",
         description="Pause automatic moves until 'rpcdaemon resume' or the --for duration "
-        "ends. Stored in Redis when coordination_url is redis://, else in pause_file.",
+        "ends. Stored in the coordination backend (Redis, etcd, ZooKeeper) when "
+        "coordination_url is set, else in pause_file.",
     )
     _common(p, default_config, daemon=False)
     p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 30m, 2h, 1h30m")

@@ -64,7 +64,7 @@ def pause_verb(
     if not store.shared:
         out.write(
             "note: the pause is a local file: it binds only the instances on this machine "
-            "(use a Redis coordination_url to pause every instance at once)\n"
+            "(set coordination_url (Redis, etcd or ZooKeeper) to pause every instance at once)\n"
         )
     return EXIT_OK
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from rpcdaemon.core.backoff import Backoff
-from rpcdaemon.core.schedule import FOLLOW_UP_DELAY, NEWCOMER_INTERVAL, PassSchedule
+from rpcdaemon.core.schedule import (
+    FOLLOW_UP_DELAY,
+    NEWCOMER_INTERVAL,
+    NOTIFICATION_INTERVAL,
+    PassSchedule,
+)
 
 
 def test_backoff_doubles_to_its_cap_and_jitter_scales_half_to_all() -> None:
@@ -74,3 +79,27 @@ def test_awaiting_confirmation_polls_back_off_up_to_the_resync_interval() -> Non
         gaps.append(s.follow_up_at)
         s = s.started(0.0)
     assert gaps == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_a_flood_of_notifications_costs_one_pass_per_interval() -> None:
+    """The first notification of a burst is served at once; a flood (forged or real) gets
+    one pass per NOTIFICATION_INTERVAL, not one per message (issue 9)."""
+    s = PassSchedule(resync_interval=60).started(0.0)
+    s = s.passed(0.0, recount=False, awaiting_confirmation=False)
+    s = s.notifications("notification:network.create.end")
+    assert s.due(1.0) == {"notification:network.create.end"}
+    s = s.started(1.0).passed(1.0, recount=False, awaiting_confirmation=False)
+    passes = 0
+    t = 1.0
+    while t < 1.0 + 10 * NOTIFICATION_INTERVAL:
+        t += 0.01  # 100 notifications a second
+        s = s.notifications("notification:subnet.create.end")
+        if s.due(t):
+            passes += 1
+            s = s.started(t).passed(t, recount=False, awaiting_confirmation=False)
+        else:
+            assert 0 < s.wake(t, 1.0) <= NOTIFICATION_INTERVAL
+    assert 9 <= passes <= 10  # 10 intervals of 100 notifications each: ~one pass each
+    # a death is never held back by the notification interval
+    s = s.notifications("notification:network.delete.end").call("agent-dead")
+    assert "agent-dead" in s.due(t)
