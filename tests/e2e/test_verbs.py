@@ -155,7 +155,7 @@ def test_pause_resume_and_check(make_rig: Callable[..., Rig]) -> None:
     assert not (rig.dir / "pause.json").exists()
     paused = verb(rig, "pause", "--for", "30m", "--reason", "rabbit migration")
     assert paused.returncode == 0, paused.stderr
-    assert oct((rig.dir / "pause.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((rig.dir / "pause.json").stat().st_mode & 0o777) == "0o640"
     warn = verb(rig, "check")
     assert warn.returncode == 1 and "paused" in warn.stdout and "rabbit migration" in warn.stdout
     shown = verb(rig, "status", "--listen", "0")

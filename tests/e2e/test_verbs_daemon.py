@@ -54,8 +54,10 @@ def test_status_and_check_from_the_running_daemon_and_a_paused_daemon(
         assert _code(rig)[0] == 0
 
         # paused: the daemon sees the death, plans, and does not act
-        assert verb(rig, "pause", "--reason", "rabbit migration").returncode == 0
-        time.sleep(1.5)  # the daemon reads the pause at most once a second
+        paused = verb(rig, "pause", "--reason", "rabbit migration")
+        assert paused.returncode == 0, paused.stdout + paused.stderr
+        # the verb waited until the daemon's /status shows this very pause
+        assert f"the running daemon at http://127.0.0.1:{port} sees the pause" in paused.stdout
         victim = rig.busiest_l3()
         rig.kill(victim)
         wait_until("the daemon calls it dead",

@@ -82,3 +82,24 @@ def test_an_unreachable_backend_is_a_temporary_error() -> None:
         store = pause_store(url, None)
         with pytest.raises(TemporaryError):
             store.get()
+
+
+@pytest.mark.redis
+def test_a_garbage_value_in_redis_is_a_pause_and_a_down_redis_keeps_the_last_state() -> None:
+    from rpcdaemon.adapters.pausestore import CachedPause
+
+    coordination_backends.backend("redis")
+    group = f"g{uuid.uuid4().hex[:8]}"
+    store = RedisPauseStore("redis://127.0.0.1:6379", group=group)
+    try:
+        store._redis.set(f"{group}.pause", b"\xff{not json")  # one bad byte
+        state = store.get()
+        assert state is not None and state.unreadable and "pause state unreadable" in state.reason
+        cached = CachedPause(store, every=0.0)
+        assert cached.get() == state and cached.note is None
+        down = RedisPauseStore("redis://127.0.0.1:1", group=group, timeout=0.5)
+        down_cached = CachedPause(down, every=0.0)
+        assert down_cached.get() is None  # unreachable, nothing known: failover goes on
+        assert down_cached.note is not None and "keeping the last known state" in down_cached.note
+    finally:
+        store.clear()

@@ -101,6 +101,7 @@ class World:
             wall=lambda: self.clocks.wall,
             resync_interval=60.0,
             on_pass=self.reports.append,
+            inline_reads=True,  # stepped by hand: the reads run in the tick
             **reactor_kw,  # type: ignore[arg-type]
         )
         self.silent: set[str] = set()

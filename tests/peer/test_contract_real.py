@@ -1,6 +1,7 @@
 """The simulator's Neutron contract suite (tests/contract/) against the real neutron-server 29.
 
-Every test of tests/contract/test_neutron_contract.py runs here once more, with a ``neutron``
+Every test of tests/contract/test_neutron_contract.py and test_agent_admin_contract.py runs
+here once more, with a ``neutron``
 fixture pointing at the rig: two live legacy L3 agents (net1, net2), two DHCP agents (net1,
 net2), and net3's agents made dead for real (their heartbeats stop; the test waits until the API
 says ``alive: false``). A difference between the simulator and Neutron fails here.
@@ -13,6 +14,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.contract.conftest import Neutron, _real
+from tests.contract.test_agent_admin_contract import (
+    test_admin_state_put_is_reflected_and_idempotent,
+    test_admin_state_put_refusals,
+    test_disabling_keeps_bindings_and_refuses_new_ones,
+)
 from tests.contract.test_neutron_contract import (
     test_agents_fields,
     test_agents_filters,
@@ -35,6 +41,9 @@ from tests.peer.rig import Rig
 pytestmark = [pytest.mark.timeout(600), pytest.mark.peer, pytest.mark.slow]
 
 __all__ = [
+    "test_admin_state_put_is_reflected_and_idempotent",
+    "test_admin_state_put_refusals",
+    "test_disabling_keeps_bindings_and_refuses_new_ones",
     "test_agents_fields",
     "test_agents_filters",
     "test_agents_list_has_the_fields_the_daemon_reads",

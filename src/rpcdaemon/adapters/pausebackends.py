@@ -9,7 +9,8 @@ instance obeys one pause whatever the backend (Redis: :mod:`rpcdaemon.adapters.p
   plain node: the expiry instant is in the value and readers ignore an expired pause.
 
 Both keep one client per store (the daemon reads the state every second or so) and map
-every client error to :class:`~rpcdaemon.core.errors.TemporaryError`.
+every client error to :class:`~rpcdaemon.core.errors.TemporaryError` (the daemon then keeps
+the last known state); a stored value that cannot be decoded is a pause (fail safe).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class EtcdPauseStore:
             raise TemporaryError(f"cannot read the pause state from etcd: {exc}") from exc
         if not values:
             return None
-        state = decode(values[0])
-        return state if state is not None and state.active(self._wall()) else None
+        state = decode(values[0], where=self.where)
+        return state if state.active(self._wall()) else None
 
     def set(self, state: PauseState) -> None:
         try:
@@ -139,8 +140,8 @@ class ZooKeeperPauseStore:
         raw = self._call("read", read)
         if raw is None:
             return None
-        state = decode(raw)
-        return state if state is not None and state.active(self._wall()) else None
+        state = decode(raw, where=self.where)
+        return state if state.active(self._wall()) else None
 
     def set(self, state: PauseState) -> None:
         value = encode(state).encode()

@@ -5,8 +5,16 @@
   (Redis drops it at expiry: nothing has to resume it). Every instance reads the same key.
 * With etcd or ZooKeeper: a key / node there (:mod:`rpcdaemon.adapters.pausebackends`).
 * Otherwise (a single instance, or another tooz backend): a local JSON state file
-  (``pause_file``, mode 0600, written atomically with a rename). It binds the instances
-  of that machine only (``rpcdaemon pause`` says so).
+  (``pause_file``, mode 0640, written atomically with a rename; written by root it is
+  given to the owner and group of its directory, the daemon's StateDirectory). It binds
+  the instances of that machine only (``rpcdaemon pause`` says so).
+
+Fail safe: only "no such file / no such key" means not paused. A pause file that exists
+but cannot be read (EACCES...) or decoded (bad bytes, bad JSON), and a stored value that
+cannot be decoded, count as PAUSED, with a reason that says so
+(:func:`~rpcdaemon.core.statusmodel.unreadable_pause`). A coordination backend that
+cannot be reached keeps the last known state (:class:`CachedPause`): the backend being
+down is no reason to stop failover.
 
 Reading is one GET (Redis) or one ``stat`` + small read (file); :class:`CachedPause` puts
 a floor on how often the runtime asks (its passes may be many a second).
@@ -29,7 +37,7 @@ from rpcdaemon.adapters.pausebackends import EtcdPauseStore, ZooKeeperPauseStore
 from rpcdaemon.adapters.pausecodec import decode, encode
 from rpcdaemon.adapters.tooz_backends import backend_kind
 from rpcdaemon.core.errors import TemporaryError
-from rpcdaemon.core.statusmodel import PauseState
+from rpcdaemon.core.statusmodel import PauseState, unreadable_pause
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +55,8 @@ class PauseStore(Protocol):
         ...
 
     def get(self) -> PauseState | None:
-        """The active pause, or None (expired pauses are None). Raises TemporaryError."""
+        """The active pause, or None (expired pauses are None); an unreadable stored
+        pause is a pause. Raises TemporaryError when the store cannot be reached."""
         ...
 
     def set(self, state: PauseState) -> None: ...
@@ -58,11 +67,18 @@ class PauseStore(Protocol):
 
 
 class FilePauseStore:
-    """A JSON file; absent = not paused."""
+    """A JSON file; absent = not paused; present but unreadable = paused (fail safe)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, wall: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        wall: Callable[[], float] = time.time,
+        euid: Callable[[], int] = os.geteuid,
+    ):
         self._path = Path(path)
         self._wall = wall
+        self._euid = euid
 
     @property
     def where(self) -> str:
@@ -74,21 +90,23 @@ class FilePauseStore:
 
     def get(self) -> PauseState | None:
         try:
-            text = self._path.read_text()
+            raw = self._path.read_bytes()
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise TemporaryError(f"cannot read {self._path}: {exc}") from exc
-        state = decode(text)
-        if state is None or not state.active(self._wall()):
-            return None
-        return state
+        except OSError as exc:  # EACCES (written by root 0600), EISDIR, EIO...
+            return unreadable_pause(f"cannot read {self._path}: {exc.strerror or exc}")
+        state = decode(raw, where=str(self._path))
+        return state if state.active(self._wall()) else None
 
     def set(self, state: PauseState) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pause.", dir=self._path.parent)
+        parent = self._path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pause.", dir=parent)
         try:
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, 0o640)
+            if self._euid() == 0:  # sudo rpcdaemon pause: the daemon's user must read it
+                owner = os.stat(parent)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
             with os.fdopen(fd, "w") as out:
                 out.write(encode(state))
                 out.flush()
@@ -145,10 +163,8 @@ class RedisPauseStore:
             raise TemporaryError(f"cannot read the pause state from Redis: {exc}") from exc
         if raw is None:
             return None
-        state = decode(raw)
-        if state is None or not state.active(self._wall()):
-            return None
-        return state
+        state = decode(raw, where=self.where)
+        return state if state.active(self._wall()) else None
 
     def set(self, state: PauseState) -> None:
         ttl_ms = None
@@ -181,9 +197,11 @@ def pause_store(
 
 
 class CachedPause:
-    """``get()`` at most once per ``every`` seconds (the runtime asks each pass). A read
-    error keeps the last known state (and logs once): an unreachable store neither
-    pauses nor resumes anyone by itself."""
+    """``get()`` at most once per ``every`` seconds (the runtime asks each pass); never
+    raises. A store that cannot be reached (TemporaryError: Redis, etcd or ZooKeeper
+    down) keeps the last known state: an unreachable backend neither pauses nor resumes
+    anyone by itself (:attr:`note` says so while it lasts). Any other failure counts as
+    paused (fail safe). Every change of state is logged once, loudly."""
 
     def __init__(
         self,
@@ -198,7 +216,20 @@ class CachedPause:
         self._lock = threading.Lock()
         self._state: PauseState | None = None
         self._read_at: float | None = None
-        self._failing = False
+        self._failing: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        """For the status model's notes: set while the store cannot be reached."""
+        with self._lock:
+            failing, state = self._failing, self._state
+        if failing is None:
+            return None
+        kept = "paused" if state is not None else "not paused"
+        return (
+            f"pause state unreadable from {self._store.where} ({failing}): "
+            f"keeping the last known state ({kept})"
+        )
 
     def get(self) -> PauseState | None:
         now = self._clock()
@@ -209,20 +240,31 @@ class CachedPause:
         try:
             state = self._store.get()
         except TemporaryError as exc:
-            if not self._failing:
-                logger.warning("pause state unreadable (%s): keeping the last known", exc)
-            self._failing = True
-            return self._state
-        if self._failing:
-            logger.info("pause state readable again from %s", self._store.where)
-            self._failing = False
-        with self._lock:
-            if (state is None) != (self._state is None):
-                if state is None:
-                    logger.warning("automatic moves resumed (pause cleared or expired)")
-                else:
+            with self._lock:
+                if self._failing is None:
                     logger.warning(
-                        "automatic moves paused by %s: %s", state.by or "?", state.reason or "-"
+                        "pause state unreadable from %s (%s): keeping the last known state (%s)",
+                        self._store.where,
+                        exc,
+                        "paused" if self._state is not None else "not paused",
                     )
+                self._failing = str(exc)
+                return self._state
+        except Exception as exc:  # a bug or a surprise: never escape into the reactor
+            state = unreadable_pause(f"{self._store.where}: {type(exc).__name__}: {exc}")
+        with self._lock:
+            if self._failing is not None:
+                logger.info("pause state readable again from %s", self._store.where)
+                self._failing = None
+            if state != self._state:
+                self._log_change(state)
             self._state = state
         return state
+
+    def _log_change(self, state: PauseState | None) -> None:
+        if state is None:
+            logger.warning("automatic moves resumed (pause cleared or expired)")
+        elif state.unreadable:
+            logger.error("automatic moves PAUSED (fail safe): %s", state.reason)
+        else:
+            logger.warning("automatic moves %s", state.describe(time.time()))

@@ -31,8 +31,14 @@ class CheckResult:
     perfdata: str
 
     def line(self) -> str:
+        """One line; the text can hold no ``|`` (it would start the perfdata)."""
         tail = f" | {self.perfdata}" if self.perfdata else ""
-        return f"{self.code.name}: {self.text}{tail}"
+        return f"{self.code.name}: {plugin_text(self.text)}{tail}"
+
+
+def plugin_text(text: str) -> str:
+    """``text`` fit for a plugin's status line: one line, no ``|``."""
+    return " ".join(text.replace("|", "/").split())
 
 
 def _tolerated(item: Stranded, grace: float) -> bool:
@@ -73,10 +79,7 @@ def evaluate(
         warning.append(f"circuit breaker open for {', '.join(opened)}")
     if status.paused(wall_now):
         assert status.pause is not None
-        until = status.pause.until
-        left = "until resumed" if until is None else f"{max(0.0, until - wall_now):.0f}s left"
-        reason = f": {status.pause.reason}" if status.pause.reason else ""
-        warning.append(f"automatic moves paused ({left}){reason}")
+        warning.append(f"automatic moves {status.pause.describe(wall_now)}")
     if status.leader is False and status.coordination_connected is False:
         warning.append("no instance can lead: the coordination backend is unreachable")
     if daemon_error:

@@ -16,7 +16,13 @@ The plan has three phases, run in order (each phase's tasks may run concurrently
    agent (else it is held: never without a live DHCP agent).
 
 Re-planning from a fresh view after an interruption gives the rest of the work: what is
-already copied is not copied again, already-disabled agents are not disabled again. The
+already copied is not copied again, already-disabled agents are not disabled again.
+
+A legacy router whose remove succeeded but whose add did not land is on *no* agent: the
+fresh view no longer shows it on the host. So the verb snapshots what the host hosted at
+the start (:func:`hosted_on`) and passes it back (``started``): a router or DHCP network
+of that snapshot now on no agent is re-placed (``replace``, run with phase 1), and
+:func:`unplaced` names what is still on no live agent at the end. The
 host's ``dvr``/``dvr_no_external`` L3 agents (compute nodes) are disabled but their
 routers are left alone (Neutron serves those per compute node).
 """
@@ -43,6 +49,14 @@ EVACUATED_TYPES = (AgentType.L3.value, AgentType.DHCP.value)
 
 
 @dataclass(frozen=True)
+class Hosted:
+    """What the host's evacuated agents hosted when the evacuation started."""
+
+    routers: frozenset[RouterId] = frozenset()
+    networks: frozenset[NetworkId] = frozenset()
+
+
+@dataclass(frozen=True)
 class Evacuation:
     host: str
     agents: tuple[AgentId, ...]  # the host's agents of the evacuated types
@@ -50,10 +64,11 @@ class Evacuation:
     disable: tuple[AgentId, ...] = ()  # phase 2: agents still admin up
     move: tuple[Task, ...] = ()  # phase 3: router moves, DHCP removes from the host
     held: tuple[str, ...] = ()  # what cannot move and why
+    replace: tuple[Task, ...] = ()  # with phase 1: what was on the host, now on no agent
 
     @property
     def steps(self) -> int:
-        return len(self.copy) + len(self.disable) + len(self.move)
+        return len(self.replace) + len(self.copy) + len(self.disable) + len(self.move)
 
     @property
     def done(self) -> bool:
@@ -68,8 +83,10 @@ def plan_evacuation(
     l3: bool = True,
     dhcp: bool = True,
     dhcp_agents_per_network: int | None = None,
+    started: Hosted | None = None,
 ) -> Evacuation:
-    """What is left to do to drain ``host`` (raises ValueError if it has no such agent)."""
+    """What is left to do to drain ``host`` (raises ValueError if it has no such agent).
+    ``started``: :func:`hosted_on` at the start of the run (what to re-place if lost)."""
     types = [t for t, on in ((AgentType.L3.value, l3), (AgentType.DHCP.value, dhcp)) if on]
     mine = sorted(
         (a for a in view.agents.values() if a.host == host and a.agent_type in types),
@@ -98,15 +115,124 @@ def plan_evacuation(
             held,
             stuck,
         )
+    router_load = LoadTracker.of_routers(view)
+    replace: list[Task] = []
+    if started is not None:
+        _plan_replace(view, targets_view, verdicts, started, router_load, reason, replace, held)
     if l3:
-        _plan_routers(view, targets_view, verdicts, mine_ids, reason, move, held, stuck)
+        _plan_routers(
+            view, targets_view, verdicts, mine_ids, router_load, reason, move, held, stuck
+        )
     # An agent keeping something that cannot move stays enabled: disabling it would stop
     # it serving that network or router (Neutron syncs nothing to an admin-down agent).
     held.extend(f"agent {a} stays enabled: it keeps what could not move" for a in sorted(stuck))
     disable = tuple(a.id for a in mine if a.admin_state_up and a.id not in stuck)
     return Evacuation(
-        host, tuple(a.id for a in mine), tuple(copy), disable, tuple(move), tuple(held)
+        host,
+        tuple(a.id for a in mine),
+        tuple(copy),
+        disable,
+        tuple(move),
+        tuple(held),
+        tuple(replace),
     )
+
+
+def hosted_on(view: ClusterView, host: str, *, l3: bool = True, dhcp: bool = True) -> Hosted:
+    """The routers (of the L3 agents the evacuation moves) and DHCP networks (with a
+    DHCP subnet) on ``host`` now: :func:`plan_evacuation`'s ``started``."""
+    routers: set[RouterId] = set()
+    networks: set[NetworkId] = set()
+    for agent in view.agents.values():
+        if agent.host != host:
+            continue
+        if (
+            l3
+            and agent.agent_type == AgentType.L3.value
+            and l3_agent_mode(agent) not in NEVER_TOUCHED_MODES
+        ):
+            routers |= view.routers_on(agent.id)
+        if dhcp and agent.agent_type == AgentType.DHCP.value:
+            networks |= {
+                n
+                for n in view.networks_on(agent.id)
+                if (info := view.networks.get(n)) is not None and info.dhcp_enabled
+            }
+    return Hosted(frozenset(routers), frozenset(networks))
+
+
+def unplaced(
+    view: ClusterView, verdicts: Mapping[AgentId, Liveness], started: Hosted
+) -> tuple[str, ...]:
+    """Each router / DHCP network of ``started`` (still existing) that no live agent
+    (alive, admin up) hosts now, as ``"router ID"`` / ``"network ID"``."""
+
+    def on_live(agents: frozenset[AgentId]) -> bool:
+        return any(a in view.agents and is_live(view.agents[a], verdicts) for a in agents)
+
+    lost = [
+        f"router {r}"
+        for r in sorted(started.routers)
+        if r in view.routers and not on_live(view.router_bindings.get(r, frozenset()))
+    ]
+    lost += [
+        f"network {n}"
+        for n in sorted(started.networks)
+        if (info := view.networks.get(n)) is not None
+        and info.dhcp_enabled
+        and not on_live(view.network_bindings.get(n, frozenset()))
+    ]
+    return tuple(lost)
+
+
+def _plan_replace(
+    view: ClusterView,
+    targets_view: ClusterView,
+    verdicts: Mapping[AgentId, Liveness],
+    started: Hosted,
+    router_load: LoadTracker,
+    reason: str,
+    replace: list[Task],
+    held: list[str],
+) -> None:
+    """What was on the host at the start and is now on no agent at all (a remove that
+    landed, its add that did not): add it to a live agent elsewhere."""
+    for router_id in sorted(started.routers):
+        router = view.routers.get(router_id)
+        if router is None or view.router_bindings.get(router_id):
+            continue
+        target = router_load.place(router_targets(targets_view, verdicts, router))
+        if target is None:
+            held.append(
+                f"router {router_id} is on no agent and has no target: "
+                + describe_constraints(
+                    kind="router",
+                    distributed=router.distributed,
+                    hints=router.availability_zone_hints,
+                )
+            )
+            continue
+        replace.append(
+            Task(
+                (add_router(router_id, target.id, reason),),
+                f"{reason}: re-place router {router_id} (left on no agent) on {target.id}",
+            )
+        )
+    network_load = LoadTracker.of_networks(view)
+    for network_id in sorted(started.networks):
+        info = view.networks.get(network_id)
+        if info is None or not info.dhcp_enabled or view.network_bindings.get(network_id):
+            continue
+        target = network_load.place(network_targets(targets_view, verdicts, info))
+        if target is None:
+            held.append(f"DHCP network {network_id} is on no agent and has no target")
+            continue
+        replace.append(
+            Task(
+                (add_network(network_id, target.id, reason),),
+                f"{reason}: re-place DHCP network {network_id} (left on no agent) on {target.id}",
+            )
+        )
 
 
 def _plan_dhcp(
@@ -178,12 +304,12 @@ def _plan_routers(
     targets_view: ClusterView,
     verdicts: Mapping[AgentId, Liveness],
     mine: frozenset[AgentId],
+    load: LoadTracker,
     reason: str,
     move: list[Task],
     held: list[str],
     stuck: set[AgentId],
 ) -> None:
-    load = LoadTracker.of_routers(view)
     ours = sorted(
         a
         for a in mine

@@ -50,7 +50,9 @@ class PauseState:
             return f"paused (fail safe): {self.reason}"
         if not self.active(wall_now):
             assert self.until is not None
-            return f"not paused (the pause by {self.by or 'an operator'} expired {_utc(self.until)})"
+            return (
+                f"not paused (the pause by {self.by or 'an operator'} expired {_utc(self.until)})"
+            )
         left = (
             "until resumed"
             if self.until is None

@@ -8,7 +8,7 @@ and a copy of the liveness records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from rpcdaemon.core.actions import Plan
@@ -51,7 +51,7 @@ class ModelLike(Protocol):
 
 class ReactorLike(Protocol):
     @property
-    def last_pass(self) -> Any: ...  # a ReportLike, or None before the first pass
+    def last_pass(self) -> Any: ...  # the last good ReportLike, or None before the first
     @property
     def model(self) -> ModelLike: ...
 
@@ -65,6 +65,7 @@ def status_model(
     pause: PauseState | None,
     dhcp_agents_per_network: int | None = None,
     report_intervals: Mapping[AgentId, float] | None = None,
+    notes: Sequence[str] = (),
     now: float,
 ) -> ClusterStatus | None:
     """The model as of the last pass (None before the first pass with a view).
@@ -80,13 +81,17 @@ def status_model(
         if record is not None:
             ages[agent.id] = max(0.0, now - record.last_seen)
     held = tuple(note for plan in report.plans for note in plan.held)
+    # ``last_pass`` is the last good pass (its view); a pass that failed since is
+    # reported beside it (``last_failure``), so that one failure does not blank /status
+    failure = getattr(reactor, "last_failure", None)
+    error = report.error if failure is None else getattr(failure, "error", None)
     summary = PassSummary(
         trigger=report.trigger,
         age=max(0.0, now - report.finished),
         planned=sum(len(plan.tasks) for plan in report.plans),
         handed=report.handed,
         held=held,
-        error=report.error,
+        error=error,
     )
     return build(
         view,
@@ -101,6 +106,7 @@ def status_model(
         pause=pause,
         last_pass=summary,
         dry_run=dry_run,
+        notes=notes,
     )
 
 

@@ -135,6 +135,7 @@ def run(
             dry_run=settings.daemon.dry_run,
             pause=pause.get(),
             dhcp_agents_per_network=per_network,
+            notes=(pause.note,) if pause.note else (),
             now=time.monotonic(),
         )
 
@@ -240,14 +241,7 @@ def run(
 
 
 def _describe_pause(pause: PauseState | None) -> str | None:
-    if pause is None:
-        return None
-    until = "until resumed" if pause.until is None else f"until {_utc(pause.until)}"
-    return f"paused by {pause.by or 'an operator'} {until}: {pause.reason or 'no reason given'}"
-
-
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+    return None if pause is None else pause.describe(time.time())
 
 
 def _chain0(*fns: Callable[[], None] | None) -> Callable[[], None] | None:

@@ -31,6 +31,13 @@ from rpcdaemon.core.view import ClusterView
 
 logger = logging.getLogger(__name__)
 
+INBOX_CAP = 50_000
+"""Items waiting in the inbox beyond which heartbeats of agents the last snapshot did not
+list are dropped (a flood of forged hosts during a long snapshot must not grow memory).
+Known agents' heartbeats, notifications and connection or lag events are never dropped."""
+DROP_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about dropped heartbeats."""
+
 
 @dataclass(frozen=True)
 class _Connection:
@@ -59,8 +66,14 @@ class Intake:
         notifications: Collection[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        inbox_cap: int = INBOX_CAP,
     ) -> None:
         self._policies = dict(policies)
+        self._inbox_cap = inbox_cap
+        self.dropped = 0  # heartbeats of unknown agents dropped while the inbox was full
+        self._dropped_logged: float | None = None
+        self._dropped_since_log = 0
+        self.woken = False  # a _Wake was applied since the reactor last looked
         self._notifications = frozenset(notifications)
         self._clock = clock
         self._wall = wall
@@ -75,6 +88,7 @@ class Intake:
         self._seen: dict[AgentKey, float] = {}  # known agents only: bounded by Neutron
         self._known: frozenset[AgentKey] = frozenset()
         self._keys_by_id: dict[AgentId, AgentKey] = {}
+        self._expected: dict[str, tuple[AgentKey, ...]] = {}
 
     # -- consumer thread ----------------------------------------------------------------
 
@@ -82,19 +96,45 @@ class Intake:
         """Keep what the model or a planner needs; returns it (None: not ours)."""
         heartbeat = heartbeat_from(message, received_wall=self._wall())
         if heartbeat is not None:
-            if heartbeat.agent_type not in self._policies:
-                return None  # an OVS or metadata agent: none of our planners' business
-            key = AgentKey.of(heartbeat)
-            if key in self._known:  # forged or new hosts must not grow this map
-                with self._seen_lock:
-                    self._seen[key] = heartbeat.received_at
-            self._inbox.put(heartbeat)
-            return heartbeat
+            return self.accept(heartbeat)
         notification = notification_from(message)
         if notification is not None and notification.event_type in self._notifications:
             self._inbox.put(notification)
             return notification
         return None
+
+    def accept(self, heartbeat: Heartbeat) -> Heartbeat | None:
+        """A decoded heartbeat: queued for the model (None: not ours, or dropped because
+        the inbox is over its cap and the agent is unknown to the last snapshot)."""
+        if heartbeat.agent_type not in self._policies:
+            return None  # an OVS or metadata agent: none of our planners' business
+        key = AgentKey.of(heartbeat)
+        if key in self._known:  # forged or new hosts must not grow this map
+            with self._seen_lock:
+                self._seen[key] = heartbeat.received_at
+        elif self._inbox.qsize() > self._inbox_cap:
+            self._drop()
+            return None
+        self._inbox.put(heartbeat)
+        return heartbeat
+
+    def _drop(self) -> None:
+        """Consumer thread: an unknown agent's heartbeat, with the inbox full."""
+        self.dropped += 1
+        self._dropped_since_log += 1
+        now = self._clock()
+        last = self._dropped_logged
+        if last is None or now - last >= DROP_LOG_INTERVAL:
+            logger.warning(
+                "reactor inbox over %d item(s): dropped %d heartbeat(s) of agents unknown to "
+                "the last snapshot%s (%d in all); known agents' heartbeats are kept",
+                self._inbox_cap,
+                self._dropped_since_log,
+                "" if last is None else f" in the last {now - last:.0f}s",
+                self.dropped,
+            )
+            self._dropped_since_log = 0
+            self._dropped_logged = now
 
     def connection_changed(self, connected: bool) -> None:
         self._inbox.put(_Connection(connected, self._clock()))
@@ -127,6 +167,11 @@ class Intake:
         self._keys_by_id = {a.id: AgentKey.of(a) for a in view.agents.values()}
         known = frozenset(self._keys_by_id.values())
         self._known = known
+        by_type: dict[str, list[AgentKey]] = {}
+        for key in sorted(known, key=lambda k: (k.agent_type, k.host)):
+            by_type.setdefault(key.agent_type, []).append(key)
+        # one tuple per type, the same object every tick: the model skips it in O(1)
+        self._expected = {t: tuple(keys) for t, keys in by_type.items()}
         with self._seen_lock:
             for key in [k for k in self._seen if k not in known]:
                 del self._seen[key]
@@ -134,6 +179,13 @@ class Intake:
 
     def known_keys(self) -> frozenset[AgentKey]:
         return frozenset(self._keys_by_id.values())
+
+    def expected(self, agent_type: str) -> tuple[AgentKey, ...]:
+        """The last snapshot's agents of ``agent_type``: the same tuple until the next."""
+        return self._expected.get(agent_type, ())
+
+    def has_triggers(self) -> bool:
+        return bool(self._triggers)
 
     def take_triggers(self) -> set[str]:
         """Pass triggers raised by the inputs applied since the last call."""
@@ -168,7 +220,7 @@ class Intake:
             if skew is not None:
                 (logger.warning if skew.skewed else logger.info)("%s", skew.describe())
         elif isinstance(item, _Wake):
-            return
+            self.woken = True
         elif isinstance(item, _Lag):
             self._set_lag(item)
         elif isinstance(item, ResourceNotification):

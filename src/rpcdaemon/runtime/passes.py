@@ -1,6 +1,6 @@
 """The pass: one Neutron snapshot, each planner's plan, the one guard, the hand-over.
 
-Runs on the reactor thread and never waits for the executor: tasks are handed to the
+Plans on the reactor thread and never waits for the executor: tasks are handed to the
 pool and the reactor goes back to judging heartbeats. Per planner (isolated: a planner
 that raises is logged and the others still plan):
 
@@ -11,8 +11,12 @@ that raises is logged and the others still plan):
 4. the gates: dry-run (print, change nothing), standby (log what the leader should do);
 5. the hand-over to the executor.
 
-Also the cheap resync (:meth:`Pass.nothing_changed`): a constant-cost read that decides
-whether the periodic resync needs the bindings at all.
+Also the cheap resync (:meth:`Pass.read_inventory`, :meth:`Pass.nothing_changed`): a
+constant-cost read that decides whether the periodic resync needs the bindings at all.
+
+The reads (:meth:`Pass.read_snapshot`, :meth:`Pass.read_inventory`) may run on another
+thread (the reactor's reader, :mod:`rpcdaemon.runtime.reader`); planning runs on the
+reactor thread.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from rpcdaemon.core.guards import BreakerState, guard
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
 from rpcdaemon.core.liveness import AgentKey, LivenessModel
 from rpcdaemon.core.policy import Policy
-from rpcdaemon.core.view import ClusterView, what_changed
+from rpcdaemon.core.view import ClusterView, Inventory, what_changed
 from rpcdaemon.plugins.base import Planner
 from rpcdaemon.runtime.executor import Executor
 from rpcdaemon.runtime.intake import Intake
@@ -82,15 +86,40 @@ class Pass:
         self._busy_before: frozenset[str] = frozenset()
 
     def run(self, trigger: str, now: float, dead_keys: frozenset[AgentKey]) -> PassOutcome:
-        """Snapshot, plan, guard, hand over. Raises when the snapshot fails."""
+        """Snapshot, plan, guard, hand over, all on the caller's thread. Raises when the
+        snapshot fails. (The reactor reads off its thread: :meth:`prepare`,
+        :meth:`read_snapshot` elsewhere, then :meth:`plan`.)"""
         started = self._clock()
-        # Busy before the snapshot counts too: a task that finishes while the snapshot is
-        # read leaves a stale picture of its resource (a router between remove and add).
-        # No task starts meanwhile (only this thread hands tasks over).
+        self.prepare()
+        return self.plan(trigger, now, dead_keys, self.read_snapshot(), started=started)
+
+    def prepare(self) -> None:
+        """Reactor thread, just before the snapshot read starts. Busy before the snapshot
+        counts too: a task that finishes while the snapshot is read leaves a stale picture
+        of its resource (a router between remove and add). No task starts meanwhile (only
+        the reactor thread hands tasks over, and it plans only once the read is done)."""
         self._busy_before = self._executor.busy()
+
+    def read_snapshot(self) -> ClusterView:
+        """Any thread (the reader's): the bindings, many HTTP calls. Raises on failure."""
         view = self._neutron.snapshot(routers=self._routers, networks=self._networks)
         self.last_api_success = self._clock()
-        self.view, self.last_full = view, now
+        return view
+
+    def plan(
+        self,
+        trigger: str,
+        now: float,
+        dead_keys: frozenset[AgentKey],
+        view: ClusterView,
+        *,
+        started: float,
+        read_at: float | None = None,
+    ) -> PassOutcome:
+        """Reactor thread: plan, guard and hand over from ``view`` (read since ``read_at``,
+        default ``now``). Verdicts come from the model *now*, not from when the view was
+        read: the view only lists agents and bindings."""
+        self.view, self.last_full = view, now if read_at is None else read_at
         self._intake.know(view)
         plans: list[Plan] = []
         breakers: list[BreakerState] = []
@@ -204,19 +233,24 @@ class Pass:
         logger.info("[%s] plan: %d task(s)", plan.plugin, len(plan.tasks))
         return True
 
-    def nothing_changed(self, now: float, full_resync_interval: float) -> bool:
-        """The cheap resync: True when a constant-cost read of agents, routers and networks,
-        plus the counts agents report on the bus, show nothing new since the last full
-        snapshot (and that is recent enough). Any doubt means False: do a full pass."""
+    def can_skip_resync(self, now: float, full_resync_interval: float) -> bool:
+        """The cheap resync may apply: there is a full snapshot, recent enough."""
         view, last_full = self.view, self.last_full
-        if view is None or last_full is None or now - last_full >= full_resync_interval:
-            return False
-        try:
-            inventory = self._neutron.inventory(routers=self._routers, networks=self._networks)
-        except Exception as exc:
-            logger.debug("cheap resync failed (%s): doing a full one", exc)
-            return False
+        return view is not None and last_full is not None and now - last_full < full_resync_interval
+
+    def read_inventory(self) -> Inventory:
+        """Any thread (the reader's): the constant-cost read of agents, routers, networks."""
+        inventory = self._neutron.inventory(routers=self._routers, networks=self._networks)
         self.last_api_success = self._clock()
+        return inventory
+
+    def nothing_changed(self, inventory: Inventory) -> bool:
+        """Reactor thread, the cheap resync: True when ``inventory``, plus the counts
+        agents report on the bus, show nothing new since the last full snapshot. Any
+        doubt means False: do a full pass."""
+        view, last_full = self.view, self.last_full
+        if view is None or last_full is None:
+            return False
         counts = self._intake.model.reported_counts(view, since=last_full)
         reason = what_changed(view, inventory, counts)
         if reason is None:
@@ -230,11 +264,17 @@ def leftovers(view: ClusterView, model: LivenessModel, agent_type: str) -> froze
     """Agent records of removed hosts: dead for the API, never heard on the bus since we
     started, hosting nothing. Operators often leave them in Neutron; they are nothing to
     move and no target, and counting them would open the circuit breaker on the first real
-    failure (3 live + 3 leftovers: one death makes 4/6 dead)."""
+    failure (3 live + 3 leftovers: one death makes 4/6 dead).
+
+    Also left out: agents an operator disabled (``admin_state_up`` false) that host
+    nothing, heard or not: an evacuated node, maybe powered off. They are no target
+    anyway, and counting them would open the breaker when a second node fails (3 nodes,
+    1 evacuated and off, 1 fails: 2/3 dead)."""
     bound = {a for agents in view.router_bindings.values() for a in agents}
     bound.update(a for agents in view.network_bindings.values() for a in agents)
     return frozenset(
         a.id
         for a in view.agents_of_type(agent_type)
-        if not a.alive and a.id not in bound and model.get(AgentKey.of(a)) is None
+        if a.id not in bound
+        and (not a.admin_state_up or (not a.alive and model.get(AgentKey.of(a)) is None))
     )

@@ -1,23 +1,33 @@
 """The reactor: one thread that judges liveness and decides when to pass; never acts itself.
 
-Each tick (every ``check_interval``, sooner when input arrives or a follow-up is due):
+The loop applies inputs waiting on the intake (heartbeats, notifications, bus
+connect/disconnect) as they come, and ticks at most once per ``check_interval``, sooner
+only when something is due now (a notification, a follow-up, a finished read or task).
+Each tick: finished tasks are collected (once nothing is in flight, a follow-up pass
+verifies them, backing off while tasks keep failing, :mod:`rpcdaemon.runtime.work`); the
+model is judged with our monotonic clock (deaths, returns and new agents call for a pass
+at once, :mod:`rpcdaemon.runtime.judge`); the schedule (:mod:`rpcdaemon.core.schedule`)
+says whether a pass is due. A pass's Neutron read (the snapshot, or first the cheap
+inventory of a periodic resync) runs on the reader thread (:mod:`rpcdaemon.runtime.reader`)
+while the reactor keeps ticking; once it is done, the reactor plans, guards and *hands
+tasks to the executor pool* on its own thread (:mod:`rpcdaemon.runtime.passes`), and does
+not wait for them either.
 
-1. inputs waiting on the intake are applied to the model (heartbeats, notifications,
-   bus connect/disconnect);
-2. results of finished tasks are collected; when nothing is in flight any more, a
-   follow-up pass verifies them from fresh state (backing off while tasks keep failing);
-3. the model is judged with our monotonic clock: deaths, returns and new agents call for
-   a pass at once;
-4. the pass schedule (:mod:`rpcdaemon.core.schedule`, pure) says whether a pass is due;
-   the periodic resync first tries the cheap read (:meth:`Pass.nothing_changed`);
-5. the pass (:mod:`rpcdaemon.runtime.passes`) snapshots, plans, guards and *hands tasks
-   to the executor pool*: it does not wait for them. While a plan runs, heartbeats are
-   still judged, a second death still gets its pass, and ``/healthz`` still sees ticks.
+While a read or a plan runs, heartbeats are still judged, a death is still declared on
+time, ``/healthz`` and the watchdog still see the loop. Triggers that arrive during a read
+wait for the next pass, which starts as soon as that read is planned: the pass of the
+read in flight plans with verdicts taken from the model at *plan* time (a death declared
+during the read is planned at once), but its view was read before that death (the API's
+alive flag and the bindings may be older), so the death gets its own pass from a fresh
+snapshot right after.
 
 A pass that fails is logged and the next one waits for the backoff it announces. A tick
 that raises is logged and counted (``tick_failures`` in the status); the loop goes on.
-Hooks: ``on_tick`` after every tick (the systemd watchdog), ``on_ready`` once, after the
-first successful snapshot (READY=1).
+Hooks: ``on_tick`` (the systemd watchdog) after every tick and at least every
+:data:`FEED_INTERVAL` seconds while the loop runs, but no longer once
+:data:`~rpcdaemon.core.status.MAX_TICK_FAILURES` ticks in a row failed (systemd then
+restarts us, as ``/healthz`` fails); ``on_ready`` once, after the first successful
+snapshot (READY=1).
 """
 
 from __future__ import annotations
@@ -32,22 +42,27 @@ from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan
 from rpcdaemon.core.errors import RpcdaemonError
 from rpcdaemon.core.events import BusMessage, Heartbeat, ResourceNotification
-from rpcdaemon.core.ids import AgentId, Liveness
-from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel, Transition
+from rpcdaemon.core.ids import AgentId
+from rpcdaemon.core.liveness import BusState, LivenessModel, Transition
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.schedule import PassSchedule
-from rpcdaemon.core.status import StatusSnapshot
+from rpcdaemon.core.status import MAX_TICK_FAILURES, StatusSnapshot
+from rpcdaemon.core.view import ClusterView, Inventory
 from rpcdaemon.plugins.base import Planner
-from rpcdaemon.runtime.executor import Executor, Outcome, TaskResult
+from rpcdaemon.runtime.executor import Executor
 from rpcdaemon.runtime.intake import Intake, notifications_of
+from rpcdaemon.runtime.judge import Judge, RoleWatch
 from rpcdaemon.runtime.passes import Pass
+from rpcdaemon.runtime.reader import Done, Reads
 from rpcdaemon.runtime.report import PassReport
 from rpcdaemon.runtime.status import build_status
+from rpcdaemon.runtime.work import Work
 
 logger = logging.getLogger(__name__)
 
-NEWCOMERS_LOG_INTERVAL = 60.0
-"""Seconds between two log lines about agents heard on the bus that Neutron did not list."""
+FEED_INTERVAL = 1.0
+"""At most this long between two loop rounds (and ``on_tick`` calls), whatever the
+``check_interval``: the watchdog and ``/healthz`` see the loop every second."""
 
 
 class Reactor:
@@ -76,6 +91,8 @@ class Reactor:
         on_ready: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        inline_reads: bool = False,
+        max_tick_failures: int = MAX_TICK_FAILURES,
     ) -> None:
         self._planners = tuple(planners)
         policies = dict(policies)
@@ -84,18 +101,21 @@ class Reactor:
         self._policies = policies
         self._executor = executor
         self._stop = stop
-        self._is_leader = is_leader
-        self._paused = paused
-        self._was_paused: str | None = None
+        self._roles = RoleWatch(is_leader, paused)
         self._check_interval = check_interval
         self._full_resync_interval = full_resync_interval
         self._on_pass = on_pass
-        self._on_transition = on_transition
         self._on_tick = on_tick
         self._on_ready = on_ready
         self._clock = clock
         self.intake = Intake(
             policies=policies, notifications=notifications_of(planners), clock=clock, wall=wall
+        )
+        self._judging = Judge(
+            intake=self.intake,
+            policies=policies,
+            agent_types=(p.agent_type for p in self._planners),
+            on_transition=on_transition,
         )
         self._pass = Pass(
             planners=self._planners,
@@ -110,17 +130,16 @@ class Reactor:
             clock=clock,
         )
         self.schedule = PassSchedule(resync_interval=resync_interval)
-        self._last_pass: PassReport | None = None
-        self._was_leader: bool | None = None
+        # Neutron reads off this thread (inline: on it, for hand-driven tests)
+        self._reads = Reads(on_done=self.intake.wake, inline=inline_reads)
+        self._read_started = 0.0  # our clock when the read in flight started
+        self._read_at = 0.0  # the tick's ``now`` then
+        self._max_tick_failures = max_tick_failures
+        self._last_pass: PassReport | None = None  # the last good one (with a view)
+        self._last_failure: PassReport | None = None  # a failed pass since then
         self._last_tick: float | None = None
-        self._dead_keys: set[AgentKey] = set()
-        self._work: list[TaskResult] = []  # finished since the executor was last idle
-        self._deferred = False  # the last pass's cap left work behind
-        self._work_triggers: set[str] = set()  # triggers of the passes that handed it over
-        self._work_since = 0.0  # when the first of those passes began
+        self._work = Work(executor, clock)  # handed over, until all of it is done
         self._withheld_logged: float | None = None
-        self._newcomers = 0  # unknown agents heard since the last newcomers log line
-        self._newcomers_logged: float | None = None
         self._ready = False
         self._tick_failures = 0
         self._last_tick_error: str | None = None
@@ -158,7 +177,19 @@ class Reactor:
 
     @property
     def last_pass(self) -> PassReport | None:
+        """The last *good* pass (with a view): status and metrics keep showing it while
+        passes fail (the failures go to ``on_pass`` and :attr:`last_failure`)."""
         return self._last_pass
+
+    @property
+    def last_failure(self) -> PassReport | None:
+        """The last failed pass, if none succeeded since (its ``error`` says why)."""
+        return self._last_failure
+
+    @property
+    def reading(self) -> bool:
+        """A Neutron read of a pass is in flight."""
+        return self._reads.busy
 
     @property
     def last_api_success(self) -> float | None:
@@ -207,51 +238,107 @@ class Reactor:
             self._check_interval,
             self.schedule.resync_interval,
         )
+        next_tick = self._clock()
+        fed: float | None = None
         while not self._stop.is_set():
-            self.intake.drain(self.schedule.wake(self._clock(), self._check_interval))
+            now = self._clock()
+            wait = min(next_tick - now, self.schedule.wake(now, self._check_interval))
+            self.intake.drain(max(0.0, min(wait, FEED_INTERVAL)))
             if self._stop.is_set():
                 break
-            try:
-                self.tick(self._clock())
-            except Exception as exc:  # a bug must not end the loop that keeps services alive
-                self._tick_failures += 1
-                self._last_tick_error = repr(exc)
-                logger.exception(
-                    "reactor tick failed (%d in a row); carrying on", self._tick_failures
-                )
-                self._stop.wait(self._check_interval)
-            else:
-                self._tick_failures = 0
-            if self._on_tick is not None:
-                try:
-                    self._on_tick()
-                except Exception:
-                    logger.exception("tick hook failed")
+            now = self._clock()
+            ticked = now >= next_tick or self._urgent(now)
+            if ticked:
+                next_tick = now + self._check_interval
+                self._tick_guarded(now)
+            if self._tick_failures >= self._max_tick_failures:
+                continue  # no WATCHDOG=1: systemd restarts a reactor whose ticks all fail
+            if ticked or fed is None or now - fed >= FEED_INTERVAL:
+                fed = self._last_tick = now  # the loop is alive (for /healthz)
+                if self._on_tick is not None:
+                    try:
+                        self._on_tick()
+                    except Exception:
+                        logger.exception("tick hook failed")
         logger.info("reactor stopped")
+
+    def _urgent(self, now: float) -> bool:
+        """Something is due before the next ``check_interval`` tick: a notification, a
+        pass the schedule says is due, a finished read or finished tasks."""
+        woken, self.intake.woken = self.intake.woken, False
+        if woken or self.intake.has_triggers():
+            return True
+        return not self._reads.busy and bool(self.schedule.due(now))
+
+    def _tick_guarded(self, now: float) -> None:
+        try:
+            self.tick(now)
+        except Exception as exc:  # a bug must not end the loop that keeps services alive
+            self._tick_failures += 1
+            self._last_tick_error = repr(exc)
+            logger.exception("reactor tick failed (%d in a row); carrying on", self._tick_failures)
+            if self._tick_failures == self._max_tick_failures:
+                logger.error(
+                    "%d reactor ticks failed in a row: no longer feeding the watchdog",
+                    self._tick_failures,
+                )
+        else:
+            self._tick_failures = 0
 
     def pump(self) -> int:
         """Apply every input waiting in the intake without blocking; returns how many."""
         return self.intake.pump()
 
     def tick(self, now: float) -> PassReport | None:
-        """Collect finished work, judge liveness, run a pass if one is due (its report)."""
+        """Collect finished work, judge liveness; plan from a finished read, or start the
+        read of a pass that is due. Returns the report of a pass planned in this tick."""
         self._last_tick = now
-        self._note_leadership()
-        self._collect(now)
+        self.schedule = self.schedule.call(*self._roles.note())
+        self.schedule = self._work.collect(now, self.schedule)
         self._judge(now)
         self.schedule = self.schedule.notifications(*self.intake.take_triggers())
+        report = self._take_read(now)
+        if report is not None or self._reads.busy:
+            return report  # triggers that came meanwhile wait for the next pass
+        return self._start(now)
+
+    def _start(self, now: float, *, cheap: bool = True) -> PassReport | None:
+        """Start the read of the pass due at ``now``, if any (planned when it is done)."""
         triggers = self.schedule.due(now)
         if not triggers:
             self._log_withheld(now)
             return None
-        if triggers == {"resync"} and self._pass.nothing_changed(now, self._full_resync_interval):
-            self.schedule = self.schedule.resync_skipped(now)
+        self._read_started, self._read_at = self._clock(), now
+        if (
+            cheap
+            and triggers == {"resync"}
+            and self._pass.can_skip_resync(now, self._full_resync_interval)
+        ):
+            self._reads.start("inventory", "resync", self._pass.read_inventory)
+        else:
+            self.schedule = self.schedule.started(now)
+            self._withheld_logged = None
+            self._pass.prepare()
+            self._reads.start("snapshot", ",".join(sorted(triggers)), self._pass.read_snapshot)
+        return self._take_read(now)  # done already when inline
+
+    def _take_read(self, now: float) -> PassReport | None:
+        done = self._reads.take()
+        if done is None:
             return None
-        trigger = ",".join(sorted(triggers))
-        self.schedule = self.schedule.started(now)
-        self._withheld_logged = None
-        report = self._run_pass(trigger, now)
-        self._last_pass = report
+        if done.kind == "inventory":
+            if done.error is not None:
+                logger.debug("cheap resync failed (%s): doing a full one", done.error)
+            elif isinstance(done.value, Inventory) and self._pass.nothing_changed(done.value):
+                if self.schedule.due(now) == {"resync"}:  # nothing else came meanwhile
+                    self.schedule = self.schedule.resync_skipped(now)
+                    return None
+            return self._start(now, cheap=False)
+        report = self._planned(done, now)
+        if report.view is not None:
+            self._last_pass, self._last_failure = report, None
+        else:
+            self._last_failure = report
         if self._on_pass is not None:
             try:
                 self._on_pass(report)
@@ -259,10 +346,22 @@ class Reactor:
                 logger.exception("pass observer failed")
         return report
 
-    def _run_pass(self, trigger: str, now: float) -> PassReport:
-        started = self._clock()
+    def _planned(self, done: Done[object], now: float) -> PassReport:
+        """Plan, guard and hand over from a finished snapshot read (or report its error)."""
+        trigger, started = done.tag, self._read_started
         try:
-            outcome = self._pass.run(trigger, now, frozenset(self._dead_keys))
+            if done.error is not None:
+                raise done.error
+            if not isinstance(done.value, ClusterView):
+                raise TypeError(f"the snapshot read returned {type(done.value).__name__}")
+            outcome = self._pass.plan(
+                trigger,
+                now,
+                frozenset(self._judging.dead_keys),
+                done.value,
+                started=started,
+                read_at=self._read_at,
+            )
         except Exception as exc:
             self.schedule, delay = self.schedule.failed(now)
             message = f"pass ({trigger}) failed: {exc}"
@@ -281,73 +380,13 @@ class Reactor:
         self.schedule = self.schedule.passed(
             now, recount=outcome.recount, awaiting_confirmation=outcome.awaiting_confirmation
         )
-        self._deferred = self._deferred or outcome.deferred
-        if outcome.report.handed:
-            if not self._work_triggers and not self._work:
-                self._work_since = started
-            self._work_triggers.update(trigger.split(","))
+        self._work.handed(trigger, started, handed=outcome.report.handed, deferred=outcome.deferred)
         return outcome.report
 
-    def _collect(self, now: float) -> None:
-        """Finished tasks; once nothing is in flight, schedule the pass that verifies them."""
-        self._work.extend(self._executor.take_finished())
-        if not self._work or self._executor.in_flight:
-            return
-        work, self._work = self._work, []
-        triggers, self._work_triggers = ",".join(sorted(self._work_triggers)) or "?", set()
-        failed = sum(1 for r in work if r.outcome is Outcome.FAILED)
-        self.schedule, delay = self.schedule.work_done(
-            now, failed=failed > 0, deferred=self._deferred
-        )
-        self._deferred = False
-        logger.info(
-            "pass (%s): %d task(s) run, %d ok, %d failed, %d skipped in %.2fs; the next pass %s",
-            triggers,
-            len(work),
-            sum(1 for r in work if r.outcome in (Outcome.OK, Outcome.ALREADY)),
-            failed,
-            sum(1 for r in work if r.outcome is Outcome.SKIPPED),
-            self._clock() - self._work_since,
-            f"re-plans in {delay:.1f}s (sooner if something else calls for one)"
-            if failed
-            else f"verifies in {delay:.1f}s",
-        )
-
     def _judge(self, now: float) -> None:
-        model, bus = self.intake.model, self.intake.bus
-        # the agents of the last snapshot, so that one never heard of is judged too
-        known = self.intake.known_keys()
-        for agent_type in sorted({p.agent_type for p in self._planners}):
-            expected = [k for k in known if k.agent_type == agent_type]
-            changes = model.evaluate(
-                now, self._policies[agent_type], bus, agent_type=agent_type, expected=expected
-            )
-            for change in changes:
-                self._log_transition(change)
-                if change.new is Liveness.DEAD:
-                    self._dead_keys.add(change.key)
-                    self.schedule = self.schedule.call("agent-dead")
-                else:
-                    if change.new is Liveness.ALIVE and change.old is Liveness.DEAD:
-                        # a returning agent can close a breaker or take work back
-                        self.schedule = self.schedule.call("agent-back")
-                    self._dead_keys.discard(change.key)
-        newcomers = model.take_newcomers()
-        if newcomers and self._pass.view is not None:
-            # agents Neutron did not list at the last snapshot: a replacement node? (the
-            # schedule rate-limits these passes; an open bus may carry noise)
-            self._newcomers += newcomers
-            last = self._newcomers_logged
-            if last is None or now - last >= NEWCOMERS_LOG_INTERVAL:
-                # one line per interval, never one per host: a flood of forged hosts must
-                # not flood the log (issue 9)
-                logger.info(
-                    "%d agent(s) unknown to the last snapshot heard on the bus%s",
-                    self._newcomers,
-                    "" if last is None else f" in the last {now - last:.0f}s",
-                )
-                self._newcomers = 0
-                self._newcomers_logged = now
+        triggers, newcomers = self._judging.judge(now, have_view=self._pass.view is not None)
+        self.schedule = self.schedule.call(*triggers)
+        if newcomers:
             self.schedule = self.schedule.newcomers()
 
     def _log_withheld(self, now: float) -> None:
@@ -363,39 +402,6 @@ class Reactor:
             ",".join(sorted(pending)),
             until - now,
         )
-
-    def _log_transition(self, change: Transition) -> None:
-        if change.new is Liveness.DEAD:
-            logger.warning("agent %s is DOWN (%s)", change.key, change.reason)
-        elif change.new is Liveness.ALIVE and change.old is not Liveness.UNKNOWN:
-            logger.warning("agent %s is UP again (%s)", change.key, change.reason)
-        elif change.new is Liveness.ALIVE:
-            logger.info("agent %s is up (%s)", change.key, change.reason)
-        else:
-            logger.info("agent %s: %s", change.key, change.describe())
-        if self._on_transition is not None:
-            try:
-                self._on_transition(change)
-            except Exception:
-                logger.exception("transition observer failed")
-
-    def _note_leadership(self) -> None:
-        leader = self._is_leader()
-        if leader != self._was_leader:
-            if leader:
-                logger.info("this instance is the leader: it acts")
-                self.schedule = self.schedule.call("leadership")
-            else:
-                logger.info("this instance is a standby: it observes and plans, never acts")
-            self._was_leader = leader
-        paused = self._paused()
-        if paused != self._was_paused:
-            if paused is not None:
-                logger.warning("automatic moves %s: observing and planning only", paused)
-            elif self._was_paused is not None:
-                logger.warning("automatic moves resumed")
-                self.schedule = self.schedule.call("resumed")  # act on what waited, now
-            self._was_paused = paused
 
     def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
         """Any thread: has ``agent_id`` sent a heartbeat after ``since``?"""

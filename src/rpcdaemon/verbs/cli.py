@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from rpcdaemon import config
 from rpcdaemon.verbs.common import EXIT_USAGE, Context, VerbError
@@ -18,6 +19,26 @@ from rpcdaemon.verbs.status import check_verb, status_verb
 
 VERBS = ("status", "check", "evacuate", "restore", "rebalance", "pause", "resume")
 DEFAULT_LISTEN = 30.0  # Neutron's default report_interval
+EXIT_PLUGIN_UNKNOWN = 3
+
+
+class PluginParser(argparse.ArgumentParser):
+    """``check``'s parser: a monitoring plugin exits 3 (UNKNOWN) on a usage error, with an
+    ``UNKNOWN:`` line on stdout, never 2 (which would read as CRITICAL). It also rejects
+    unknown arguments itself (else the main parser would, with exit 2)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"UNKNOWN: usage error: {' '.join(message.replace('|', '/').split())}")
+        self.exit(EXIT_PLUGIN_UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
 def _common(parser: argparse.ArgumentParser, default_config: str, *, daemon: bool = True) -> None:
@@ -66,8 +87,10 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str) -> None:  
         help="monitoring plugin (Nagios/Icinga): exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
         description="CRITICAL when a router or DHCP network is on no live agent (beyond "
         "--grace), WARNING when a breaker is open, moves are paused, no instance can lead, "
-        "or the configured daemon does not answer. One line: 'STATUS: text | perfdata'.",
+        "or the configured daemon does not answer. One line: 'STATUS: text | perfdata'. "
+        "A usage error is UNKNOWN (exit 3).",
     )
+    p.__class__ = PluginParser  # add_parser() takes no parser class of its own
     _common(p, default_config)
     p.add_argument(
         "--grace",

@@ -130,9 +130,13 @@ def from_api(
                 ages[agent.id] = age
     pause: PauseState | None = None
     try:
-        pause = ctx.pause_store().get()
-    except RpcdaemonError as exc:
-        notes.append(f"pause state unreadable: {exc}")
+        store = ctx.pause_store()
+        pause = store.get()
+    except RpcdaemonError as exc:  # the coordination backend cannot be reached
+        notes.append(
+            f"pause state unreadable ({exc}): not known here; a running daemon keeps the "
+            "last state it read (a backend that is down neither pauses nor resumes it)"
+        )
     return build(
         view,
         verdicts,

@@ -23,7 +23,7 @@ from typing import TextIO
 from rpcdaemon.adapters.agentadmin import SdkAgentAdmin
 from rpcdaemon.core.actions import Plan, Task
 from rpcdaemon.core.errors import RpcdaemonError
-from rpcdaemon.core.evacuation import Evacuation, plan_evacuation
+from rpcdaemon.core.evacuation import Evacuation, hosted_on, plan_evacuation, unplaced
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
 from rpcdaemon.core.rebalance import plan_rebalance
 from rpcdaemon.core.view import ClusterView
@@ -112,7 +112,8 @@ def _types(l3: bool, dhcp: bool) -> tuple[str, ...]:
 
 
 def describe(plan: Evacuation) -> list[str]:
-    lines = [f"copy: {t.reason}" for t in plan.copy]
+    lines = [f"re-place: {t.reason}" for t in plan.replace]
+    lines += [f"copy: {t.reason}" for t in plan.copy]
     lines += [f"disable agent {a} (admin_state_up false)" for a in plan.disable]
     lines += [f"move: {t.reason}" for t in plan.move]
     lines += [f"held: {h}" for h in plan.held]
@@ -139,20 +140,25 @@ def evacuate_verb(
     view = read_view(ctx)
     check_host(view, host, types)
     verdicts = _verdicts(ctx, view, use_daemon)
-    plan = plan_evacuation(
-        view, verdicts, host, l3=l3, dhcp=dhcp,
-        dhcp_agents_per_network=ctx.dhcp_agents_per_network,
-    )  # fmt: skip
+    started = hosted_on(view, host, l3=l3, dhcp=dhcp)  # what must end on a live agent
+
+    def replan() -> Evacuation:
+        return plan_evacuation(
+            view, verdicts, host, l3=l3, dhcp=dhcp,
+            dhcp_agents_per_network=ctx.dhcp_agents_per_network, started=started,
+        )  # fmt: skip
+
+    plan = replan()
     if dry_run:
         out.write(f"evacuate {host}: {plan.steps} step(s) (dry run, nothing changed)\n")
         out.writelines(f"  {line}\n" for line in describe(plan))
         return EXIT_OK
     stop = threading.Event()
-    progress = Progress(out, plan.steps, tty=tty)
+    progress = Progress(out, _units(plan), tty=tty)
 
     def on_action(result: ActionResult) -> None:
         if result.outcome is Outcome.SKIPPED:
-            return
+            return  # counted with its task (_unfinished)
         ok = result.outcome in (Outcome.OK, Outcome.ALREADY)
         progress.step(result.action.describe() + ("" if ok else f": {result.detail}"), ok)
 
@@ -162,15 +168,17 @@ def evacuate_verb(
     )  # fmt: skip
     admin = SdkAgentAdmin(ctx.neutron())
     logger.warning("evacuating host %s (%s) requested by the operator", host, ", ".join(types))
+    _warn_disabled(out, host, plan)
+    repaired = False
     try:
         for _ in range(MAX_ROUNDS):
             if on_round is not None:
                 on_round(plan)
             if plan.done:
                 break
-            progress.grow(plan.steps)
-            if plan.copy:
-                _run_tasks(executor, plan.copy, stop)
+            progress.grow(_units(plan))
+            if plan.replace or plan.copy:
+                _unfinished(_run_tasks(executor, plan.replace + plan.copy, stop), progress)
             elif plan.disable:
                 for agent_id in plan.disable:
                     try:
@@ -179,19 +187,25 @@ def evacuate_verb(
                     except RpcdaemonError as exc:
                         progress.step(f"disable agent {agent_id}: {exc}", ok=False)
             else:
-                _run_tasks(executor, plan.move, stop)
-            if progress.failed:
-                break
+                _unfinished(_run_tasks(executor, plan.move, stop), progress)
             view = read_view(ctx)
             verdicts = _verdicts(ctx, view, use_daemon)
-            plan = plan_evacuation(
-                view, verdicts, host, l3=l3, dhcp=dhcp,
-                dhcp_agents_per_network=ctx.dhcp_agents_per_network,
-            )  # fmt: skip
+            plan = replan()
+            if progress.failed:
+                # A step failed: re-place what it left on no agent (a legacy router whose
+                # remove landed and whose add did not), once; then stop (run it again).
+                if plan.replace and not repaired and not stop.is_set():
+                    repaired = True
+                    continue
+                break
     except KeyboardInterrupt:
         stop.set()
         progress.close()
-        out.write("interrupted: finishing the steps in flight; run the command again to go on\n")
+        out.write(
+            "interrupted: finishing the steps in flight; run the command again to go on. "
+            f"The agents of {host} already disabled STAY DISABLED until "
+            f"'rpcdaemon restore {host}' or a re-run of this command\n"
+        )
         executor.shutdown(2 * ctx.api.timeout + 1)
         raise
     finally:
@@ -199,17 +213,66 @@ def evacuate_verb(
     progress.close()
     for line in plan.held:
         out.write(f"held: {line}\n")
-    if progress.failed or not plan.done:
-        left = plan.steps
+    lost = unplaced(view, verdicts, started)
+    if lost:
+        logger.error(
+            "evacuate %s: on no live agent after the evacuation: %s", host, ", ".join(lost)
+        )
         out.write(
-            f"evacuate {host}: {progress.failed} step(s) failed, {left} left; "
-            "run the command again to finish\n"
+            f"evacuate {host}: FAILED: {len(lost)} resource(s) that were on {host} are on no "
+            f"live agent: {', '.join(lost)}; run the command again (it re-places them)\n"
+        )
+    if lost or progress.failed or not plan.done:
+        out.write(
+            f"evacuate {host}: {progress.failed} step(s) failed, {plan.steps} left; "
+            "run the command again to finish. Its agents disabled so far STAY DISABLED "
+            f"until 'rpcdaemon restore {host}' or a re-run\n"
         )
         return EXIT_FAILED
-    out.write(f"evacuate {host}: done; its agents are disabled ('rpcdaemon restore {host}')\n")
+    out.write(
+        f"evacuate {host}: done; its agents are DISABLED in Neutron until "
+        f"'rpcdaemon restore {host}'\n"
+    )
     if wait:
         return _wait_empty(ctx, host, types, wait_timeout, out)
     return EXIT_FAILED if plan.held else EXIT_OK
+
+
+def _units(plan: Evacuation) -> int:
+    """Progress lines the plan prints: one per action, one per agent disabled."""
+    tasks = plan.replace + plan.copy + plan.move
+    return sum(len(t.actions) for t in tasks) + len(plan.disable)
+
+
+def _warn_disabled(out: TextIO, host: str, plan: Evacuation) -> None:
+    """Say loudly, before anything changes, that the host's agents get disabled."""
+    if not plan.disable:
+        return
+    agents = ", ".join(plan.disable)
+    logger.warning(
+        "evacuate %s: its agents (%s) will be DISABLED in Neutron before its routers move; "
+        "an interrupted evacuation leaves them disabled until 'rpcdaemon restore %s' or a "
+        "re-run",
+        host,
+        agents,
+        host,
+    )
+    out.write(
+        f"NOTE: the agents of {host} ({agents}) are DISABLED in Neutron (admin_state_up "
+        "false) before its routers move, so that nothing schedules back. If this is "
+        f"interrupted they stay disabled until 'rpcdaemon restore {host}' or a re-run.\n"
+    )
+
+
+def _unfinished(results: Sequence[TaskResult], progress: Progress) -> None:
+    """A task that did not complete is a failed step, even when its failing action was
+    only SKIPPED (an add refused with 404/409 and no binding: the router is on no agent)."""
+    for result in results:
+        if result.outcome is Outcome.OK:
+            continue
+        if any(r.outcome is Outcome.FAILED for r in result.results):
+            continue  # already counted by on_action
+        progress.step(f"{result.task.reason}: not done ({result.detail or 'skipped'})", False)
 
 
 def _wait_empty(

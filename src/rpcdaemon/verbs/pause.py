@@ -10,7 +10,14 @@ from typing import TextIO
 
 from rpcdaemon.core.errors import RpcdaemonError
 from rpcdaemon.core.statusmodel import PauseState
-from rpcdaemon.verbs.common import EXIT_FAILED, EXIT_OK, Context, VerbError, who
+from rpcdaemon.verbs.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Context,
+    DaemonUnreachable,
+    VerbError,
+    who,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,10 @@ def pause_verb(
     reason: str,
     dry_run: bool = False,
     out: TextIO | None = None,
+    confirm_timeout: float = 5.0,
 ) -> int:
+    """Store the pause; exit 1 if it cannot be stored, or if a daemon answers on its
+    metrics_address and does not show this pause within ``confirm_timeout`` seconds."""
     out = out or sys.stdout
     store = ctx.pause_store()
     now = time.time()
@@ -66,7 +76,36 @@ def pause_verb(
             "note: the pause is a local file: it binds only the instances on this machine "
             "(set coordination_url (Redis, etcd or ZooKeeper) to pause every instance at once)\n"
         )
-    return EXIT_OK
+    return _confirm(ctx, state, store.where, confirm_timeout, out)
+
+
+def _confirm(ctx: Context, state: PauseState, where: str, timeout: float, out: TextIO) -> int:
+    """When a daemon answers on its metrics_address, wait until its ``/status`` shows this
+    pause (it reads the store about once a second); say loudly if it never does."""
+    if ctx.daemon is None:
+        return EXIT_OK
+    deadline = time.monotonic() + timeout
+    seen: PauseState | None = None
+    while True:
+        try:
+            seen = ctx.fetch_status(timeout=min(2.0, timeout)).pause
+        except DaemonUnreachable as exc:
+            out.write(f"note: cannot confirm that the daemon obeys it ({exc})\n")
+            return EXIT_OK
+        if seen is not None and (seen.since, seen.by) == (state.since, state.by):
+            out.write(f"the running daemon at {ctx.daemon} sees the pause\n")
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    what = "not paused" if seen is None else seen.describe(time.time())
+    logger.error("the daemon at %s does not see the pause (it reports: %s)", ctx.daemon, what)
+    out.write(
+        f"WARNING: THE DAEMON AT {ctx.daemon} DOES NOT SEE THE PAUSE after {timeout:g}s "
+        f"(it reports: {what}): IT KEEPS ACTING. It must read the same {where}: check its "
+        "pause_file / coordination_url and the file's owner and permissions.\n"
+    )
+    return EXIT_FAILED
 
 
 def resume_verb(ctx: Context, *, dry_run: bool = False, out: TextIO | None = None) -> int:

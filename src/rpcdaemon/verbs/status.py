@@ -42,9 +42,7 @@ def render(status: ClusterStatus, *, wall_now: float, host: str | None = None) -
     pause = "no"
     if status.paused(wall_now):
         assert status.pause is not None
-        until = status.pause.until
-        left = "until resumed" if until is None else f"{max(0.0, until - wall_now):.0f}s left"
-        pause = f"YES ({left}, by {status.pause.by or '?'}: {status.pause.reason or '-'})"
+        pause = f"YES, {status.pause.describe(wall_now)}"
     breakers = ", ".join(
         f"{t} {'OPEN' if o else 'closed'}" for t, o in sorted(status.breakers.items())
     )

@@ -240,3 +240,32 @@ def test_no_prefix_leaves_a_served_dhcp_network_without_a_live_agent(
             assert any(router in h for h in plan.held), router
     # re-planning after the run never copies again
     assert not plan_evacuation(current, verdicts, "h0", dhcp_agents_per_network=per_network).copy
+
+
+def test_what_was_on_the_host_and_is_now_on_no_agent_is_re_placed() -> None:
+    from rpcdaemon.core.evacuation import hosted_on, unplaced
+
+    view = cloud()
+    started = hosted_on(view, "net1")
+    assert started.routers == {"r1", "r2", "r3"} and started.networks == {"n1", "n2"}
+    # r1's remove landed, its add did not; n1 lost its only agent the same way
+    bindings = {r: a for r, a in view.router_bindings.items() if r != "r1"}
+    nets = {n: a for n, a in view.network_bindings.items() if n != "n1"}
+    lost = replace(view, router_bindings=bindings, network_bindings=nets)
+    verdicts = all_alive(lost)
+    assert unplaced(lost, verdicts, started) == ("router r1", "network n1")
+    plan = plan_evacuation(lost, verdicts, "net1", started=started)
+    added = {(a.verb, a.resource_id) for t in plan.replace for a in t.actions}
+    assert added == {(Verb.ADD_ROUTER, "r1"), (Verb.ADD_NETWORK, "n1")}
+    assert all(a.agent_id not in ("l3-a", "dhcp-a") for t in plan.replace for a in t.actions)
+    assert not plan.done and plan.steps == len(plan.replace) + len(plan.copy) + len(
+        plan.disable
+    ) + len(plan.move)
+    after = run(lost, plan)
+    after = apply_plan(after, Plan("t", plan.replace))
+    assert unplaced(after, verdicts, started) == ()
+    # no live target: held, named, and still unplaced
+    dead = {**verdicts, AgentId("l3-b"): Liveness.DEAD, AgentId("l3-c"): Liveness.DEAD}
+    stuck = plan_evacuation(lost, dead, "net1", started=started)
+    assert not [t for t in stuck.replace if t.actions[0].resource_id == "r1"]
+    assert any("router r1 is on no agent" in h for h in stuck.held)

@@ -145,7 +145,7 @@ def test_unbound_resource_is_critical_whatever_the_grace() -> None:
     ("change", "needle"),
     [
         ({"breakers": {"L3 agent": True}}, "breaker open for L3 agent"),
-        ({"pause": PauseState(until=NOW + 60, reason="rmq")}, "paused (60s left): rmq"),
+        ({"pause": PauseState(until=NOW + 60, reason="rmq")}, "(60s left): rmq"),
         ({"pause": PauseState(until=None)}, "until resumed"),
         ({"leader": False, "coordination_connected": False}, "no instance can lead"),
     ],
@@ -168,6 +168,36 @@ def test_daemon_not_answering_is_a_warning_and_critical_wins() -> None:
     assert evaluate(status(), wall_now=NOW, daemon_error="refused").code is Code.WARNING
     r = evaluate(status(l3_a=Liveness.DEAD), wall_now=NOW, daemon_error="refused")
     assert r.code is Code.CRITICAL and "daemon not answering" in r.text
+
+
+def test_a_pause_reason_cannot_break_the_plugin_line() -> None:
+    from dataclasses import replace
+
+    nasty = PauseState(until=None, reason="rmq | migration\nCRITICAL: fake", by="op@x")
+    line = evaluate(replace(status(), pause=nasty), wall_now=NOW).line()
+    assert line.count("|") == 1 and "\n" not in line  # the one "|" before the perfdata
+    text, perf = line.split(" | ")
+    assert text.startswith("WARNING: ") and "rmq / migration CRITICAL: fake" in text
+    assert perf.startswith("routers_on_dead_agents=")
+    unknown = evaluate(None, wall_now=NOW, unknown_reason="a|b\nc").line()
+    assert unknown == "UNKNOWN: a/b c"
+
+
+def test_pause_describe_is_the_one_rendering() -> None:
+    p = PauseState(until=NOW + 300, reason="rmq", by="op@h", since=NOW)
+    assert p.describe(NOW) == "paused by op@h until 2027-01-15 08:05:00Z (300s left): rmq"
+    assert PauseState(until=None).describe(NOW) == (
+        "paused by an operator until resumed: no reason given"
+    )
+    assert p.describe(NOW + 301).startswith("not paused (the pause by op@h expired")
+    from rpcdaemon.core.statusmodel import unreadable_pause
+
+    bad = unreadable_pause("cannot read /x: Permission denied")
+    assert bad.unreadable and bad.active(NOW + 1e9)
+    assert bad.describe(NOW) == (
+        "paused (fail safe): pause state unreadable: cannot read /x: Permission denied; "
+        "counted as paused until it is fixed or 'rpcdaemon resume' removes it"
+    )
 
 
 def test_unknown_without_status() -> None:

@@ -92,3 +92,14 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(
     bar.close()
     err = capsys.readouterr().err
     assert err.startswith("\r[#######.......................] 1/4 x") and err.endswith("\n")
+
+
+@pytest.mark.parametrize(
+    "args", [["--grace", "soon"], ["--grace"], ["--bogus"], ["extra"], ["--listen", "x"]]
+)
+def test_check_usage_errors_are_unknown_not_critical(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["check", *args]) == 3  # Nagios: 3 UNKNOWN (2 would read as CRITICAL)
+    assert capsys.readouterr().out.startswith("UNKNOWN: usage error: ")
+    assert cli.main(["status", *args]) == 2  # the other verbs keep exit 2
