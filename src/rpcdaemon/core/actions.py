@@ -55,6 +55,16 @@ def remove_router(router_id: RouterId, agent_id: AgentId, reason: str) -> Action
     return Action(Verb.REMOVE_ROUTER, agent_id, router_id, reason)
 
 
+def move_router(
+    router_id: RouterId, source: AgentId, target: AgentId, reason: str, *, ha: bool
+) -> tuple[Action, Action]:
+    """The two steps of moving a router between agents, in the one safe order: an HA router
+    is added to the target first (its redundancy never drops), any other router is removed
+    first (Neutron keeps a legacy router on one agent only: the add would be refused)."""
+    add, remove = add_router(router_id, target, reason), remove_router(router_id, source, reason)
+    return (add, remove) if ha else (remove, add)
+
+
 def add_network(network_id: NetworkId, agent_id: AgentId, reason: str) -> Action:
     return Action(Verb.ADD_NETWORK, agent_id, network_id, reason)
 

@@ -32,7 +32,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rpcdaemon.core.actions import Task, add_network, add_router, remove_network, remove_router
+from rpcdaemon.core.actions import (
+    Task,
+    add_network,
+    add_router,
+    move_router,
+    remove_network,
+)
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness, NetworkId, RouterId
 from rpcdaemon.core.placement import (
     NEVER_TOUCHED_MODES,
@@ -337,8 +343,5 @@ def _plan_routers(
             load.remove(agent_id)
             rid = RouterId(router_id)
             why = f"{reason}: move router {router_id} from agent {agent_id} to {target.id}"
-            if router.ha:
-                actions = (add_router(rid, target.id, reason), remove_router(rid, agent_id, reason))
-            else:
-                actions = (remove_router(rid, agent_id, reason), add_router(rid, target.id, reason))
+            actions = move_router(rid, agent_id, target.id, reason, ha=router.ha)
             move.append(Task(actions, why))

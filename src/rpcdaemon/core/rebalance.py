@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rpcdaemon.core.actions import Task, add_router, remove_router
+from rpcdaemon.core.actions import Task, move_router
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness, RouterId
 from rpcdaemon.core.placement import (
     LEGACY_ROUTER_MODES,
@@ -79,10 +79,7 @@ def plan_rebalance(
         router, source, target = step
         rid = RouterId(router.id)
         why = f"{REASON}: move router {router.id} from agent {source.id} ({source.host}) to {target.id} ({target.host})"
-        if router.ha:
-            actions = (add_router(rid, target.id, REASON), remove_router(rid, source.id, REASON))
-        else:
-            actions = (remove_router(rid, source.id, REASON), add_router(rid, target.id, REASON))
+        actions = move_router(rid, source.id, target.id, REASON, ha=router.ha)
         tasks.append(Task(actions, why))
         tracker.remove(source.id)
         tracker.add(target.id)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from rpcdaemon.core.actions import Plan, Task, add_router, remove_router
+from rpcdaemon.core.actions import Plan, Task, add_router, move_router, remove_router
 from rpcdaemon.core.ids import AgentId, AgentMode, AgentType, Liveness
 from rpcdaemon.core.placement import (
     NEVER_TOUCHED_MODES,
@@ -171,10 +171,7 @@ class _RouterPass:
             taken.add(target.id)
             self.load.remove(agent.id)
             reason = f"router {router.id}: {what}; replacing it on {_where(target)}"
-            actions = (
-                add_router(router.id, target.id, reason),
-                remove_router(router.id, agent.id, reason),
-            )
+            actions = move_router(router.id, agent.id, target.id, reason, ha=True)
             self.tasks.append(Task(actions, reason, agent.id))
 
 
