@@ -315,11 +315,13 @@ class SlowAdds:
     def __init__(self, inner: NeutronAdapter, delay: float) -> None:
         self.inner = inner
         self.delay = delay
+        self.adding = threading.Event()  # set when an add has started
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     def add_router(self, agent_id: AgentId, router_id: RouterId) -> None:
+        self.adding.set()
         time.sleep(self.delay)
         self.inner.add_router(agent_id, router_id)
 
@@ -349,9 +351,10 @@ def test_shutdown_finishes_the_move_in_flight_and_starts_no_other(
     second = cloud.add_router("r2")["id"]
     cloud.add_router_to_agent(a, second)
     stop = threading.Event()
-    executor = Executor(SlowAdds(neutron, 0.5), max_concurrency=1, stop=stop, **FAST_KW)  # type: ignore[arg-type]
+    slow = SlowAdds(neutron, 0.5)
+    executor = Executor(slow, max_concurrency=1, stop=stop, **FAST_KW)  # type: ignore[arg-type]
     executor.submit("L3Agent", (move(router, a, b), move(second, a, b)), since=1.0)
-    time.sleep(0.2)  # the first task removed the router and is adding it
+    assert slow.adding.wait(10)  # the first task removed the router and is adding it
     stop.set()
     assert executor.shutdown(10)
     outcomes = {r.task.resources: r.outcome for r in executor.take_finished()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -381,6 +382,12 @@ def test_passes_while_tasks_are_in_flight_give_no_resource_a_second_task(
             if report is not None:
                 passes.append(report)
         assert world.reactor.executor.in_flight == 4
+        # wait (not sleep) until every worker has done its remove and hangs in its add, so
+        # that the next snapshots see the routers unhosted
+        deadline = time.monotonic() + 15
+        while sum(1 for verb, _ in gate.writes if verb == "add") < 4:
+            assert time.monotonic() < deadline, gate.writes
+            time.sleep(0.01)
         for _ in range(2):
             world.reactor.schedule = world.reactor.schedule.call("test")
             report = world.reactor.tick(world.clocks.mono)
