@@ -35,6 +35,8 @@ __all__ = [
     "readiness",
 ]
 
+from rpcdaemon.core.addresses import parse_address
+
 logger = logging.getLogger(__name__)
 
 StatusSource = Callable[[], StatusSnapshot]
@@ -284,15 +286,6 @@ def _gauge(name: str, help_text: str, value: float | bool) -> GaugeMetricFamily:
 
 
 # -- HTTP endpoint --------------------------------------------------------------------
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) -> (host, port)."""
-    host, sep, port_text = address.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"metrics_address {address!r}: expected host:port, e.g. 127.0.0.1:9180")
-    host = host.strip("[]")
-    return host or "0.0.0.0", int(port_text)  # ":port": all interfaces
 
 
 class MetricsServer:

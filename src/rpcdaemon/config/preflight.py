@@ -18,6 +18,7 @@ import socket
 import urllib.parse
 
 from rpcdaemon.config import options as o
+from rpcdaemon.core.addresses import parse_address
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.plugins import registry
 from rpcdaemon.settings import Settings
@@ -168,14 +169,6 @@ def tooz_drivers() -> list[str]:
     return sorted({ep.name for ep in entry_points(group="tooz.backends")})
 
 
-def metrics_host_port(address: str) -> tuple[str, int]:
-    """As the metrics server reads it: ``host:port``, ``[v6]:port``, ``:port`` (every IPv4
-    address)."""
-    host, _, port = address.strip().rpartition(":")
-    host = host.strip("[]")
-    return host or "0.0.0.0", int(port)
-
-
 def bind_error(path: str, address: str, exc: OSError) -> ConfigError:
     """The one line for a metrics address we cannot listen on (preflight and run alike)."""
     reason = exc.strerror or str(exc)
@@ -191,7 +184,10 @@ def bind_error(path: str, address: str, exc: OSError) -> ConfigError:
 
 def check_metrics_address(path: str, address: str) -> None:
     """Resolve the host and bind the port for an instant, as the metrics server will."""
-    host, port = metrics_host_port(address)
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path, section=o.DAEMON, option="metrics_address") from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
