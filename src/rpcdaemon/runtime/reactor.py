@@ -36,7 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan
@@ -205,8 +204,7 @@ class Reactor:
         dead: tuple[str, ...] = (),
     ) -> StatusSnapshot:
         """Any thread: a snapshot for /metrics and /healthz, from the last pass."""
-        lag = self.intake.bus.lag
-        snapshot = build_status(
+        return build_status(
             self._last_pass,
             policies=self._policies,
             bus=self.intake.bus,
@@ -217,15 +215,10 @@ class Reactor:
             is_leader=is_leader,
             coordination_connected=coordination_connected,
             dry_run=dry_run,
-        )
-        return replace(
-            snapshot,
             tick_failures=self._tick_failures,
             last_tick_error=self._last_tick_error,
             watched_threads=watched,
             dead_threads=dead,
-            consumer_lag_messages=lag.messages if lag is not None else None,
-            consumer_lag_seconds=lag.seconds if lag is not None else None,
             unknown_agents=self.intake.model.unknown_count,
         )
 

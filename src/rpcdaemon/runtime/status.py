@@ -23,9 +23,14 @@ def build_status(
     is_leader: bool,
     coordination_connected: bool,
     dry_run: bool,
+    tick_failures: int = 0,
+    last_tick_error: str | None = None,
+    watched_threads: tuple[str, ...] = (),
+    dead_threads: tuple[str, ...] = (),
+    unknown_agents: int = 0,
 ) -> StatusSnapshot:
-    """The daemon's state as of ``report`` (the last pass) and the reactor's counters; the
-    reactor adds how its loop, its threads and the consumer are doing."""
+    """The daemon's state as of ``report`` (the last good pass), the reactor's counters and
+    how its loop, its threads and the consumer are doing."""
     agents: dict[tuple[str, str], int] = {}
     routers_on_dead = 0
     networks_missing = 0
@@ -71,4 +76,11 @@ def build_status(
         last_pass_at=report.finished if report is not None else None,
         last_api_success_at=last_api_success,
         pending_tasks=pending,
+        tick_failures=tick_failures,
+        last_tick_error=last_tick_error,
+        watched_threads=watched_threads,
+        dead_threads=dead_threads,
+        consumer_lag_messages=bus.lag.messages if bus.lag is not None else None,
+        consumer_lag_seconds=bus.lag.seconds if bus.lag is not None else None,
+        unknown_agents=unknown_agents,
     )
