@@ -35,12 +35,9 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import kombu.connection
@@ -57,9 +54,9 @@ from rpcdaemon.adapters.busguard import (
     safe_label,
 )
 from rpcdaemon.adapters.codec import MAX_BODY, CodecStats, RateLimitedLog, Rejection, decode
+from rpcdaemon.adapters.queues import QueueSpec, private_queue_name
 from rpcdaemon.core.backoff import Backoff
-from rpcdaemon.core.binding import Binding
-from rpcdaemon.core.events import BusMessage, ConsumerLag
+from rpcdaemon.core.events import ConsumerLag
 
 logger = logging.getLogger(__name__)
 
@@ -82,23 +79,6 @@ AMQP_HEARTBEAT = 20  # seconds; kombu sends/checks them from our drain loop
 EXCHANGE_RETRY = 2.0  # seconds between passive declares while an exchange is missing
 EXCHANGE_LOG_EVERY = 60.0
 INITIAL_BACKOFF = 1.0
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """One private queue: its name, what it is bound to, and who gets its messages."""
-
-    name: str
-    bindings: tuple[Binding, ...]
-    expires: float  # seconds -> x-expires
-    handler: Callable[[BusMessage], None]  # runs on the consumer thread; must be fast
-    exclusive: bool = False  # exclusive instead of durable + x-expires
-
-
-def private_queue_name(purpose: str) -> str:
-    """``rpcdaemon-<purpose>-<hostname>-<uuid8>``: ours, recognisable in ``list_queues``."""
-    host = socket.gethostname().split(".", 1)[0] or "localhost"
-    return f"rpcdaemon-{purpose}-{host}-{uuid.uuid4().hex[:8]}"
 
 
 class _ExchangeMissing(Exception):
