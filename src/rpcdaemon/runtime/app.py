@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ParamSpec
 
 from prometheus_client import CollectorRegistry
 
@@ -47,7 +47,7 @@ from rpcdaemon.runtime.watch import ELECTOR_THREAD, ThreadWatch
 from rpcdaemon.settings import AgentPluginSettings, NeutronApiSettings, Settings
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,8 @@ def run(
         on_pass=_chain(tracker.on_pass, hooks.on_pass),
         on_transition=_chain(tracker.on_transition, hooks.on_transition),
         on_plan=hooks.on_plan,
-        on_tick=_chain0(feed.on_tick, hooks.on_tick),
-        on_ready=_chain0(feed.on_ready, hooks.on_ready),
+        on_tick=_chain(feed.on_tick, hooks.on_tick),
+        on_ready=_chain(feed.on_ready, hooks.on_ready),
     )
     holder["reactor"] = reactor
     tracker.reactor = reactor
@@ -244,26 +244,15 @@ def _describe_pause(pause: PauseState | None) -> str | None:
     return None if pause is None else pause.describe(time.time())
 
 
-def _chain0(*fns: Callable[[], None] | None) -> Callable[[], None] | None:
+def _chain(*fns: Callable[P, None] | None) -> Callable[P, None] | None:
+    """One observer that calls each of ``fns`` given (None: no observer at all)."""
     live = [f for f in fns if f is not None]
     if not live:
         return None
 
-    def call() -> None:
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
         for f in live:
-            f()
-
-    return call
-
-
-def _chain(*fns: Callable[[T], None] | None) -> Callable[[T], None] | None:
-    live = [f for f in fns if f is not None]
-    if not live:
-        return None
-
-    def call(arg: T) -> None:
-        for f in live:
-            f(arg)
+            f(*args, **kwargs)
 
     return call
 
