@@ -56,11 +56,11 @@ class AgentRecord:
 
     @property
     def reported_networks(self) -> int:
-        return _count(self.configurations.get("networks"))
+        return reported_count(self.configurations.get("networks"))
 
     @property
     def reported_routers(self) -> int:
-        return _count(self.configurations.get("routers"))
+        return reported_count(self.configurations.get("routers"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class SkewChange:
         return f"{self.key}: clock back within {self.limit:.0f}s of ours ({self.skew:+.1f}s)"
 
 
-def _count(value: Any) -> int:
+def reported_count(value: Any) -> int:
     """A reported resource count; anything but a finite non-negative number counts 0 (the
     codec already refuses such heartbeats: this is the second line)."""
     if isinstance(value, bool) or not isinstance(value, int | float):

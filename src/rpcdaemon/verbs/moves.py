@@ -17,8 +17,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
 
 from rpcdaemon.adapters.agentadmin import SdkAgentAdmin
 from rpcdaemon.core.actions import Plan, Task
@@ -26,6 +26,7 @@ from rpcdaemon.core.errors import RpcdaemonError
 from rpcdaemon.core.evacuation import Evacuation, hosted_on, plan_evacuation, unplaced
 from rpcdaemon.core.ids import AgentId, AgentType, Liveness
 from rpcdaemon.core.rebalance import plan_rebalance
+from rpcdaemon.core.records import reported_count
 from rpcdaemon.core.view import ClusterView
 from rpcdaemon.runtime.executor import ActionResult, Executor, Outcome, TaskResult
 from rpcdaemon.verbs.common import (
@@ -295,14 +296,9 @@ def _wait_empty(
         time.sleep(2.0)
 
 
-def _reported(conf: object) -> int:
-    if not isinstance(conf, dict):
-        return 0
-    total = 0
-    for key in ("routers", "networks"):
-        value = conf.get(key)
-        total += value if isinstance(value, int) else 0
-    return total
+def _reported(conf: Mapping[str, Any]) -> int:
+    """Routers plus networks the agent says it hosts (Neutron stores its last report)."""
+    return sum(reported_count(conf.get(key)) for key in ("routers", "networks"))
 
 
 def restore_verb(
