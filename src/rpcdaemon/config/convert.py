@@ -111,7 +111,7 @@ def _convert_kind(opt: o.Option, raw: str, path: str, section: str) -> Any:
         if kind is o.Kind.POS_INT:
             return int(bounded(_number(kind, text)))
         if kind is o.Kind.BOOL:
-            return o.parse_bool(text)
+            return parse_bool(text)
         if kind is o.Kind.LEVEL:
             level = text.upper()
             level = "WARNING" if level == "WARN" else level
@@ -119,13 +119,43 @@ def _convert_kind(opt: o.Option, raw: str, path: str, section: str) -> Any:
                 raise bad()
             return level
         if kind is o.Kind.WORDS:
-            return o.words(text)
+            return words(text)
         if kind is o.Kind.COUNT_OR_ALL:
             if text.lower() == "all":
                 return None
             return int(bounded(_number(kind, text)))
         if kind is o.Kind.HOSTPORT:
-            return o.parse_hostport(text)
+            return parse_hostport(text)
     except ValueError:
         raise bad() from None
     raise AssertionError(kind)
+
+
+_TRUE = frozenset({"1", "yes", "true", "on"})
+_FALSE = frozenset({"0", "no", "false", "off"})
+_SPLIT = re.compile(r"[\s,]+")
+
+
+def words(raw: str) -> tuple[str, ...]:
+    return tuple(w for w in _SPLIT.split(raw.strip()) if w)
+
+
+def parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def parse_hostport(raw: str) -> str | None:
+    text = raw.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(raw)
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(raw)
+    return text

@@ -7,7 +7,6 @@ docs/configuration.md are all built from :data:`OPTIONS`, so they cannot drift a
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
 DAEMON = "Daemon"
@@ -379,33 +378,3 @@ def find(section: str, name: str) -> Option | None:
         if opt.name == name and section in opt.sections:
             return opt
     return None
-
-
-_TRUE = frozenset({"1", "yes", "true", "on"})
-_FALSE = frozenset({"0", "no", "false", "off"})
-_SPLIT = re.compile(r"[\s,]+")
-
-
-def words(raw: str) -> tuple[str, ...]:
-    return tuple(w for w in _SPLIT.split(raw.strip()) if w)
-
-
-def parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError(raw)
-
-
-def parse_hostport(raw: str) -> str | None:
-    text = raw.strip()
-    if not text:
-        return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(raw)
-    if host.startswith("[") != host.endswith("]"):
-        raise ValueError(raw)
-    return text
