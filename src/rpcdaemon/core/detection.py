@@ -1,0 +1,122 @@
+"""The detector's vocabulary: its thresholds, the probes it asks for, what it concludes.
+
+Frozen values only; the rules are in :mod:`rpcdaemon.core.detector`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from rpcdaemon.core.ids import AgentType, Host
+
+PROBE_TOPICS: Mapping[str, str] = MappingProxyType(
+    {
+        AgentType.L3.value: "l3_agent",
+        AgentType.DHCP.value: "dhcp_agent",
+        # the OVS agent's RPC server for port updates (server = host) consumes this queue
+        AgentType.OVS.value: "q-agent-notifier-port-update",
+    }
+)
+"""Agent type -> the RPC topic whose ``<topic>.<host>`` queue that agent consumes. The
+metadata agent consumes nothing: it is judged by its heartbeats only."""
+
+
+def probe_queue(agent_type: str, host: Host) -> str | None:
+    """The queue a probe of this agent goes to (None: the agent consumes no RPC)."""
+    topic = PROBE_TOPICS.get(agent_type)
+    return None if topic is None else f"{topic}.{host}"
+
+
+@dataclass(frozen=True)
+class DetectorPolicy:
+    """Thresholds of the node-death fast path. Defaults are the safe ones (README,
+    "Failure detection"); ``enabled = False`` is today's rule alone."""
+
+    enabled: bool = True
+    agent_down_time: float = 75.0
+    """The longest agent_down_time of the planners: suspicion never comes later, and hosts
+    that went quiet within this long count for the disruption brake."""
+    suspect_multiple: float = 1.2
+    """An agent is suspect after this many learned intervals of silence..."""
+    jitter_margin: float = 4.0
+    """...plus this many learned deviations..."""
+    suspect_floor: float = 1.0
+    """...and never sooner than this many seconds."""
+    min_agents: int = 2
+    """Agents of a host that must fall silent together (one alone is a crashed process)."""
+    probe_timeout: float = 2.0
+    """Seconds a probed queue has to answer."""
+    reprobe_interval: float = 5.0
+    """A host still silent is probed again after this long (a slow node may die later)."""
+    quiet_fraction: float = 0.2
+    """Brake: more than this fraction of the hosts went quiet within agent_down_time..."""
+    quiet_hosts: int = 2
+    """...and more than this many: a disruption (broker, neutron-server, us), not a death.
+    Two hosts dying together still act; each is confirmed by its own probe and a control."""
+    lag_limit: float = 1.0
+    """Brake: our consumer is more than this many seconds behind."""
+
+
+class HostState(str, enum.Enum):
+    """What the detector says of a host."""
+
+    OK = "ok"  # its agents report in rhythm
+    QUIET = "quiet"  # some agents are past their rhythm; not (yet) a node death
+    SILENT = "silent"  # every agent is past its rhythm: probing
+    SLOW = "slow"  # silent, but its agents answered the probe: alive, today's rule applies
+    DEAD = "dead"  # silent, unanswered while a control answered, no brake: a node death
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Ask the runtime: call ``queues`` (the host's) and ``control`` (a healthy host's)."""
+
+    host: Host
+    queues: tuple[str, ...]
+    control: tuple[str, ...]
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Which queues of a :class:`ProbeRequest` answered within the timeout. ``error``: we
+    could not probe at all (our trouble: proves nothing about the host)."""
+
+    request: ProbeRequest
+    answered: frozenset[str]
+    finished_at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HostChange:
+    """A host's state changed (logged once per change)."""
+
+    host: Host
+    old: HostState
+    new: HostState
+    reason: str
+
+    def describe(self) -> str:
+        return f"node {self.host}: {self.old.value} -> {self.new.value} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class NodeDeath:
+    """A node-death verdict: every agent on ``host`` is dead now, whatever the API says."""
+
+    host: Host
+    since: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class DetectorStep:
+    """One tick's output: probes to send, host changes to log, the brake (None: off)."""
+
+    probes: tuple[ProbeRequest, ...] = ()
+    changes: tuple[HostChange, ...] = ()
+    brake: str | None = None
