@@ -106,6 +106,7 @@ class World:
             **reactor_kw,  # type: ignore[arg-type]
         )
         self.silent: set[str] = set()
+        self.silent_agents: set[tuple[str, str]] = set()  # (host, agent_type): one process
 
     def close(self) -> None:
         self.stop.set()
@@ -116,6 +117,8 @@ class World:
         """Every agent not silenced reports: to the sim's server and, as a bus copy, to us."""
         for agent in self.cloud.agents():
             if agent["host"] in self.silent:
+                continue
+            if (agent["host"], agent["agent_type"]) in self.silent_agents:
                 continue
             self.cloud.heartbeat(agent["host"], agent["agent_type"])
             body = wire.envelope(

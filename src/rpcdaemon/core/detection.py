@@ -120,3 +120,30 @@ class DetectorStep:
     probes: tuple[ProbeRequest, ...] = ()
     changes: tuple[HostChange, ...] = ()
     brake: str | None = None
+    brake_kind: str | None = None  # bus-down, lag, listening, disruption
+
+
+@dataclass(frozen=True)
+class DetectionStatus:
+    """What the detector says now, for metrics and ``/status`` (published each tick)."""
+
+    enabled: bool = True
+    brake_kind: str | None = None
+    brake: str | None = None
+    hosts: tuple[tuple[Host, HostState], ...] = ()  # hosts not OK
+    node_deaths: int = 0  # DEAD verdicts since start
+    probes_sent: int = 0  # queues probed since start
+    probes_answered: int = 0
+    probe_failures: int = 0  # probe rounds that failed on our side
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "brake": self.brake,
+            "brake_kind": self.brake_kind,
+            "hosts": {host: state.value for host, state in self.hosts},
+            "node_deaths": self.node_deaths,
+            "probes_sent": self.probes_sent,
+            "probes_answered": self.probes_answered,
+            "probe_failures": self.probe_failures,
+        }

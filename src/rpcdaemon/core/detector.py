@@ -79,7 +79,8 @@ class Detector:
         self._recent: dict[Host, float] = {}  # host -> when it last went quiet
         self._changes: list[HostChange] = []
         self._why: dict[Host, str] = {}  # the reason last reported per host not OK
-        self.brake: str | None = None
+        self.brake: str | None = None  # why no fast verdict may be drawn now
+        self.brake_kind: str | None = None  # bus-down, lag, listening or disruption
         self.arrivals = 0
         self.judged_hosts = 0  # hosts looked at by ticks since start (cost: what changed)
 
@@ -179,7 +180,8 @@ class Detector:
                 self._quiet[key.host] = self._quiet.get(key.host, 0) + 1
                 self._note_quiet(key.host, now)
         self._expire_quiet(now)
-        self.brake = self._brake(now, bus)
+        brake = self._brake(now, bus)
+        self.brake_kind, self.brake = (None, None) if brake is None else brake
         probes: list[ProbeRequest] = []
         for host in list(self._quiet):
             self.judged_hosts += 1
@@ -187,7 +189,7 @@ class Detector:
             if probe is not None:
                 probes.append(probe)
         changes, self._changes = tuple(self._changes), []
-        return DetectorStep(tuple(probes), changes, self.brake)
+        return DetectorStep(tuple(probes), changes, self.brake, self.brake_kind)
 
     # -- the rules --------------------------------------------------------------------------
 
@@ -201,20 +203,23 @@ class Detector:
             ceiling=p.agent_down_time,
         )
 
-    def _brake(self, now: float, bus: BusState) -> str | None:
+    def _brake(self, now: float, bus: BusState) -> tuple[str, str] | None:
+        """(kind, reason) of the brake holding now, or None."""
         p = self.policy
         if not bus.connected:
-            return "our bus connection is down"
+            return "bus-down", "our bus connection is down"
         if bus.lagging or (bus.lag is not None and bus.lag.seconds > p.lag_limit):
             behind = 0.0 if bus.lag is None else bus.lag.seconds
-            return f"our consumer lags {behind:.1f}s behind"
+            return "lag", f"our consumer lags {behind:.1f}s behind"
         listened = bus.listened_for(now)
         if listened < p.agent_down_time:
-            return f"listening for {listened:.0f}s of {p.agent_down_time:.0f}s since (re)connect"
+            return "listening", (
+                f"listening for {listened:.0f}s of {p.agent_down_time:.0f}s since (re)connect"
+            )
         hosts = len(self._members)
         limit = max(p.quiet_hosts, int(p.quiet_fraction * hosts))
         if len(self._recent) > limit:
-            return (
+            return "disruption", (
                 f"{len(self._recent)} of {hosts} hosts went quiet within "
                 f"{p.agent_down_time:.0f}s (limit {limit}): a disruption, not a node death"
             )

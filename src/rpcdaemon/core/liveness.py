@@ -64,12 +64,13 @@ frozen, and :meth:`LivenessModel.snapshot` hands out a copy for other threads.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from rpcdaemon.core.busstate import LAG_LIMIT_FRACTION, BusState, lag_limit
 from rpcdaemon.core.deadlines import TypeBook
+from rpcdaemon.core.detection import NodeDeath
 from rpcdaemon.core.events import Heartbeat
-from rpcdaemon.core.ids import AgentId, AgentType, Liveness
+from rpcdaemon.core.ids import AgentId, AgentType, Host, Liveness
 from rpcdaemon.core.judging import (
     combine,
     deadline,
@@ -312,12 +313,21 @@ class LivenessModel:
         return changes
 
     def judgements(
-        self, view: ClusterView, now: float, policy: Policy, bus: BusState
+        self,
+        view: ClusterView,
+        now: float,
+        policy: Policy,
+        bus: BusState,
+        nodes: Mapping[Host, NodeDeath] | None = None,
     ) -> dict[AgentId, Judgement]:
         """:meth:`verdicts` with the reason for each (for plan reasons and logs)."""
         hosted = self._hosted_counts(view)
         result: dict[AgentId, Judgement] = {}
         for agent in view.agents.values():
+            death = None if nodes is None else nodes.get(agent.host)
+            if death is not None:  # a confirmed node death: the API cannot know yet
+                result[agent.id] = Judgement(Liveness.DEAD, death.reason)
+                continue
             heartbeat = judge(
                 self.get(AgentKey.of(agent)),
                 now=now,
@@ -371,12 +381,18 @@ class LivenessModel:
         return counts
 
     def verdicts(
-        self, view: ClusterView, now: float, policy: Policy, bus: BusState
+        self,
+        view: ClusterView,
+        now: float,
+        policy: Policy,
+        bus: BusState,
+        nodes: Mapping[Host, NodeDeath] | None = None,
     ) -> dict[AgentId, Liveness]:
-        """One verdict per agent in ``view``: what the planners act on. Does not mutate."""
-        return {
-            agent_id: j.liveness for agent_id, j in self.judgements(view, now, policy, bus).items()
-        }
+        """One verdict per agent in ``view``: what the planners act on. Does not mutate.
+        ``nodes``: the detector's node deaths (:mod:`rpcdaemon.core.detector`): every agent
+        of such a host is DEAD, whatever its heartbeat clock and the API say."""
+        judged = self.judgements(view, now, policy, bus, nodes)
+        return {agent_id: j.liveness for agent_id, j in judged.items()}
 
 
 __all__ = [

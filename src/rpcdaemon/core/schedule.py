@@ -101,6 +101,11 @@ class PassSchedule:
             notified_at=notified_at,
         )
 
+    def served(self, trigger: str) -> PassSchedule:
+        """``trigger`` alone was served (a node death planned from the last snapshot); the
+        other triggers, the follow-up and the waiting notifications stay due."""
+        return replace(self, triggers=self.triggers - {trigger})
+
     def resync_skipped(self, now: float) -> PassSchedule:
         """The cheap resync found nothing new: no pass, the next resync in an interval."""
         return replace(self, triggers=frozenset(), next_resync=now + self.resync_interval)

@@ -97,6 +97,7 @@ class Executor:
         self._agent_is_back = agent_is_back
         self._recheck_interval = recheck_interval
         self._is_leader: Callable[[], bool] = lambda: True
+        self._node_dead: Callable[[AgentId], bool] = lambda agent_id: False
         self._on_finished: Callable[[], None] | None = None
         self._actions = ActionRunner(
             neutron,
@@ -124,6 +125,13 @@ class Executor:
         """Checked before every task and every retry: a leader that steps down mid-plan
         (lost its election backend) stops acting at once instead of finishing the plan."""
         self._is_leader = is_leader
+
+    def set_node_dead(self, hook: Callable[[AgentId], bool]) -> None:
+        """Is the agent on a host the detector holds dead now (any thread)? Such a source
+        is not re-checked with the API, which says ``alive`` until agent_down_time passes
+        (that is the point of the fast path); a heartbeat on the bus still stops its moves,
+        and the detector drops the verdict as soon as any agent of the host reports."""
+        self._node_dead = hook
 
     def set_on_finished(self, hook: Callable[[], None] | None) -> None:
         """Called (on a worker thread) when the last unfinished task finishes: the
@@ -323,6 +331,8 @@ class Executor:
         if self._agent_is_back is not None and self._agent_is_back(agent_id, since):
             self._mark_returned(agent_id, since, "a heartbeat arrived on the bus")
             return True
+        if self._node_dead(agent_id):
+            return False  # a confirmed node death: the API cannot know yet
         now = time.monotonic()
         with self._lock:
             last = self._checked.get(agent_id)

@@ -19,10 +19,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rpcdaemon.adapters.codec import heartbeat_from, notification_from
 from rpcdaemon.core.busstate import lag_limit
+from rpcdaemon.core.detection import DetectorPolicy, ProbeResult
+from rpcdaemon.core.detector import Detector
 from rpcdaemon.core.events import BusMessage, ConsumerLag, Heartbeat, ResourceNotification
 from rpcdaemon.core.ids import AgentId
 from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel
@@ -56,6 +58,9 @@ class _Lag:
     at: float
 
 
+_Item = Heartbeat | ResourceNotification | _Connection | _Lag | _Wake | ProbeResult
+
+
 class Intake:
     """The model's only writer is the thread that calls ``drain``/``pump`` (the reactor)."""
 
@@ -67,6 +72,7 @@ class Intake:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         inbox_cap: int = INBOX_CAP,
+        detection: DetectorPolicy | None = None,
     ) -> None:
         self._policies = dict(policies)
         self._inbox_cap = inbox_cap
@@ -77,10 +83,11 @@ class Intake:
         self._notifications = frozenset(notifications)
         self._clock = clock
         self._wall = wall
-        self._inbox: queue.SimpleQueue[
-            Heartbeat | ResourceNotification | _Connection | _Lag | _Wake
-        ] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self.model = LivenessModel()
+        # suspicion never later than today's rule: the longest agent_down_time of the planners
+        down_time = max((p.agent_down_time for p in self._policies.values()), default=75.0)
+        self.detector = Detector(replace(detection or DetectorPolicy(), agent_down_time=down_time))
         self.bus = BusState(connected=False)
         self.heartbeats = 0
         self._triggers: set[str] = set()
@@ -104,11 +111,16 @@ class Intake:
         return None
 
     def accept(self, heartbeat: Heartbeat) -> Heartbeat | None:
-        """A decoded heartbeat: queued for the model (None: not ours, or dropped because
-        the inbox is over its cap and the agent is unknown to the last snapshot)."""
-        if heartbeat.agent_type not in self._policies:
-            return None  # an OVS or metadata agent: none of our planners' business
+        """A decoded heartbeat: queued for the model and the detector (None: not ours, or
+        dropped because the inbox is over its cap and the agent is unknown to the last
+        snapshot). Every type Neutron lists counts: an OVS or metadata agent falling silent
+        with its host's L3 and DHCP agents is what tells a node death from a crash."""
         key = AgentKey.of(heartbeat)
+        if heartbeat.agent_type not in self._policies:
+            if key not in self._known:
+                return None  # no planner's, and Neutron does not list it: noise
+            self._inbox.put(heartbeat)
+            return heartbeat
         if key in self._known:  # forged or new hosts must not grow this map
             with self._seen_lock:
                 self._seen[key] = heartbeat.received_at
@@ -150,6 +162,10 @@ class Intake:
         """Wake the reactor now (a task finished: it collects the result at once)."""
         self._inbox.put(_Wake())
 
+    def probed(self, result: ProbeResult) -> None:
+        """The prober's thread: a probe's result (the reactor judges it at once)."""
+        self._inbox.put(result)
+
     def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
         """Has ``agent_id`` sent a heartbeat received after ``since``?"""
         key = self._keys_by_id.get(agent_id)
@@ -175,7 +191,12 @@ class Intake:
         with self._seen_lock:
             for key in [k for k in self._seen if k not in known]:
                 del self._seen[key]
-        self.model.set_known(self._keys_by_id.values())
+        self.model.set_known(k for k in known if k.agent_type in self._policies)
+        self.detector.set_known(known)
+
+    def key_of(self, agent_id: AgentId) -> AgentKey | None:
+        """Any thread: the bus key of an agent of the last snapshot."""
+        return self._keys_by_id.get(agent_id)
 
     def known_keys(self) -> frozenset[AgentKey]:
         return frozenset(self._keys_by_id.values())
@@ -212,14 +233,20 @@ class Intake:
             self._apply(item)
             count += 1
 
-    def _apply(self, item: Heartbeat | ResourceNotification | _Connection | _Lag | _Wake) -> None:
+    def _apply(self, item: _Item) -> None:
         if isinstance(item, Heartbeat):
             self.heartbeats += 1
-            policy = self._policies.get(item.agent_type, Policy())
+            self.detector.arrival(AgentKey.of(item), item.received_at)
+            policy = self._policies.get(item.agent_type)
+            if policy is None:
+                return  # judged by the detector only
             skew = self.model.observe(item, policy=policy)
             if skew is not None:
                 (logger.warning if skew.skewed else logger.info)("%s", skew.describe())
         elif isinstance(item, _Wake):
+            self.woken = True
+        elif isinstance(item, ProbeResult):
+            self.detector.probe_done(item)
             self.woken = True
         elif isinstance(item, _Lag):
             self._set_lag(item)
@@ -253,6 +280,7 @@ class Intake:
     def _set_connection(self, change: _Connection) -> None:
         if change.connected:
             self.bus = BusState(connected=True, listening_since=change.at)
+            self.detector.reconnected(change.at)
             wait = max((p.agent_down_time for p in self._policies.values()), default=0.0)
             logger.info(
                 "listening on the bus; no agent is declared dead by our clock for %.0fs "
@@ -261,6 +289,7 @@ class Intake:
             )
         else:
             self.bus = BusState(connected=False)
+            self.detector.disconnected()
             logger.warning("lost the bus: no agent will be declared dead until we are back")
 
 

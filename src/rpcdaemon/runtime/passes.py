@@ -93,12 +93,14 @@ class Pass:
         self.prepare()
         return self.plan(trigger, now, dead_keys, self.read_snapshot(), started=started)
 
-    def prepare(self) -> None:
+    def prepare(self, *, add: bool = False) -> None:
         """Reactor thread, just before the snapshot read starts. Busy before the snapshot
         counts too: a task that finishes while the snapshot is read leaves a stale picture
         of its resource (a router between remove and add). No task starts meanwhile (only
         the reactor thread hands tasks over, and it plans only once the read is done)."""
-        self._busy_before = self._executor.busy()
+        busy = self._executor.busy()
+        # add: a read is in flight and a node death is planned meanwhile: keep its set too
+        self._busy_before = self._busy_before | busy if add else busy
 
     def read_snapshot(self) -> ClusterView:
         """Any thread (the reader's): the bindings, many HTTP calls. Raises on failure."""
@@ -175,7 +177,7 @@ class Pass:
         model, bus = self._intake.model, self._intake.bus
         policy = self._policies[planner.agent_type]
         view = view.without_agents(leftovers(view, model, planner.agent_type))
-        theirs = model.verdicts(view, now, policy, bus)
+        theirs = model.verdicts(view, now, policy, bus, self._intake.detector.deaths())
         overdue = model.overdue(view, now, policy, bus, agent_type=planner.agent_type)
         raw = planner.plan(view, theirs, policy, now)
         guarded = guard(

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from rpcdaemon.adapters.ports import NeutronPort
 from rpcdaemon.core.actions import Plan
+from rpcdaemon.core.detection import DetectionStatus, DetectorPolicy, HostChange
 from rpcdaemon.core.errors import RpcdaemonError
 from rpcdaemon.core.events import BusMessage, Heartbeat, ResourceNotification
 from rpcdaemon.core.ids import AgentId
@@ -52,6 +53,7 @@ from rpcdaemon.runtime.executor import Executor
 from rpcdaemon.runtime.intake import Intake, notifications_of
 from rpcdaemon.runtime.judge import Judge, RoleWatch
 from rpcdaemon.runtime.passes import Pass
+from rpcdaemon.runtime.probing import ProbeFunction, ProbeRunner
 from rpcdaemon.runtime.reader import Done, Reads
 from rpcdaemon.runtime.report import PassReport
 from rpcdaemon.runtime.status import build_status
@@ -92,6 +94,9 @@ class Reactor:
         wall: Callable[[], float] = time.time,
         inline_reads: bool = False,
         max_tick_failures: int = MAX_TICK_FAILURES,
+        detection: DetectorPolicy | None = None,
+        probe: ProbeFunction | None = None,
+        on_host_change: Callable[[HostChange], None] | None = None,
     ) -> None:
         self._planners = tuple(planners)
         policies = dict(policies)
@@ -108,13 +113,27 @@ class Reactor:
         self._on_ready = on_ready
         self._clock = clock
         self.intake = Intake(
-            policies=policies, notifications=notifications_of(planners), clock=clock, wall=wall
+            policies=policies,
+            notifications=notifications_of(planners),
+            clock=clock,
+            wall=wall,
+            detection=detection,
         )
+        self.probes: ProbeRunner | None = None
+        if probe is not None and self.intake.detector.policy.enabled:
+            self.probes = ProbeRunner(
+                probe,
+                timeout=self.intake.detector.policy.probe_timeout,
+                on_result=self.intake.probed,
+                clock=clock,
+            )
         self._judging = Judge(
             intake=self.intake,
             policies=policies,
             agent_types=(p.agent_type for p in self._planners),
             on_transition=on_transition,
+            probe=None if self.probes is None else self.probes.submit,
+            on_host_change=on_host_change,
         )
         self._pass = Pass(
             planners=self._planners,
@@ -143,7 +162,13 @@ class Reactor:
         self._tick_failures = 0
         self._last_tick_error: str | None = None
         executor.set_agent_is_back(self.intake.agent_is_back)
+        if self.probes is not None:
+            runner = self.probes
+            self._judging.probe_counts = lambda: (runner.sent, runner.answered, runner.failed)
         executor.set_on_finished(self.intake.wake)
+        executor.set_node_dead(
+            lambda agent_id: self.intake.key_of(agent_id) in self._judging.node_dead_keys
+        )
         # checked before every task and retry: losing the lead or a pause stops a plan in flight
         executor.set_is_leader(lambda: is_leader() and paused() is None)
 
@@ -169,6 +194,11 @@ class Reactor:
     @property
     def heartbeats(self) -> int:
         return self.intake.heartbeats
+
+    @property
+    def detection(self) -> DetectionStatus:
+        """Any thread: the node-death detector's state at the last tick."""
+        return self._judging.detection
 
     @property
     def executor(self) -> Executor:
@@ -253,6 +283,8 @@ class Reactor:
                         self._on_tick()
                     except Exception:
                         logger.exception("tick hook failed")
+        if self.probes is not None:
+            self.probes.stop()
         logger.info("reactor stopped")
 
     def _urgent(self, now: float) -> bool:
@@ -291,9 +323,14 @@ class Reactor:
         self._judge(now)
         self.schedule = self.schedule.notifications(*self.intake.take_triggers())
         report = self._take_read(now)
+        if report is None and self._node_death_due(now):
+            return self._plan_now(now)  # even while a read is in flight: seconds count
         if report is not None or self._reads.busy:
             return report  # triggers that came meanwhile wait for the next pass
         return self._start(now)
+
+    def _node_death_due(self, now: float) -> bool:
+        return "node-dead" in self.schedule.due(now) and self._pass.view is not None
 
     def _start(self, now: float, *, cheap: bool = True) -> PassReport | None:
         """Start the read of the pass due at ``now``, if any (planned when it is done)."""
@@ -315,6 +352,23 @@ class Reactor:
             self._reads.start("snapshot", ",".join(sorted(triggers)), self._pass.read_snapshot)
         return self._take_read(now)  # done already when inline
 
+    def _plan_now(self, now: float) -> PassReport:
+        """A node death: plan at once from the last snapshot (reading a fresh one costs
+        seconds, and the dead node's bindings cannot have changed since), even while a
+        read is in flight. Only the ``node-dead`` trigger is served: the others wait for a
+        pass with a fresh snapshot. The executor re-checks each source before its move; the
+        follow-up pass verifies from a fresh snapshot."""
+        self.schedule = self.schedule.served("node-dead")
+        self._pass.prepare(add=self._reads.busy)
+        view, taken = self._pass.view, self._pass.last_full
+        read_at = now if taken is None else taken
+        logger.info(
+            "node death: planning from the snapshot of %.1fs ago (a fresh one verifies after)",
+            now - read_at,
+        )
+        done: Done[object] = Done("snapshot", "node-dead", view, None)
+        return self._finish(done, now, started=self._clock(), read_at=read_at)
+
     def _take_read(self, now: float) -> PassReport | None:
         done = self._reads.take()
         if done is None:
@@ -327,7 +381,13 @@ class Reactor:
                     self.schedule = self.schedule.resync_skipped(now)
                     return None
             return self._start(now, cheap=False)
-        report = self._planned(done, now)
+        return self._finish(done, now, started=self._read_started, read_at=self._read_at)
+
+    def _finish(
+        self, done: Done[object], now: float, *, started: float, read_at: float
+    ) -> PassReport:
+        """Plan from a read snapshot, keep the report, tell the observer."""
+        report = self._planned(done, now, started, read_at)
         if report.view is not None:
             self._last_pass, self._last_failure = report, None
         else:
@@ -339,9 +399,11 @@ class Reactor:
                 logger.exception("pass observer failed")
         return report
 
-    def _planned(self, done: Done[object], now: float) -> PassReport:
+    def _planned(
+        self, done: Done[object], now: float, started: float, read_at: float
+    ) -> PassReport:
         """Plan, guard and hand over from a finished snapshot read (or report its error)."""
-        trigger, started = done.tag, self._read_started
+        trigger = done.tag
         try:
             if done.error is not None:
                 raise done.error
@@ -353,7 +415,7 @@ class Reactor:
                 frozenset(self._judging.dead_keys),
                 done.value,
                 started=started,
-                read_at=self._read_at,
+                read_at=read_at,
             )
         except Exception as exc:
             self.schedule, delay = self.schedule.failed(now)
