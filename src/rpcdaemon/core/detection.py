@@ -16,12 +16,19 @@ PROBE_TOPICS: Mapping[str, str] = MappingProxyType(
     {
         AgentType.L3.value: "l3_agent",
         AgentType.DHCP.value: "dhcp_agent",
-        # the OVS agent's RPC server for port updates (server = host) consumes this queue
-        AgentType.OVS.value: "q-agent-notifier-port-update",
+        AgentType.OVS.value: "q-agent-notifier-tunnel-update",
     }
 )
-"""Agent type -> the RPC topic whose ``<topic>.<host>`` queue that agent consumes. The
-metadata agent consumes nothing: it is judged by its heartbeats only."""
+"""Agent type -> the RPC topic whose ``<topic>.<host>`` queue that agent consumes
+(oslo.messaging's rabbit driver declares ``topic``, ``topic.<server>`` and a fanout queue for
+every RPC server; neutron's agents use their host as the server):
+
+* L3 and DHCP agents: ``l3_agent.<host>``, ``dhcp_agent.<host>``;
+* Open vSwitch agent: ``q-agent-notifier-tunnel-update.<host>`` (tunnel update/delete and DVR
+  update consumers are always created). NOT ``q-agent-notifier-port-update``: port updates
+  come from the push-notification cache since Pike, and that consumer went in Queens, so on
+  a live host that queue has no consumer;
+* the metadata agent runs no RPC server: it is judged by its heartbeats only."""
 
 
 def probe_queue(agent_type: str, host: Host) -> str | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import ParamSpec
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec
 
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +24,7 @@ from rpcdaemon.adapters.codec import CodecStats
 from rpcdaemon.adapters.coordination import Elector, elector_from_settings
 from rpcdaemon.adapters.pausestore import CachedPause, pause_store
 from rpcdaemon.adapters.ports import NeutronPort
+from rpcdaemon.adapters.probe import RpcProber
 from rpcdaemon.adapters.sdnotify import ReactorFeed, status_text
 from rpcdaemon.config.api import resolve_api
 from rpcdaemon.core.actions import Plan, Verb
@@ -35,6 +36,7 @@ from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.status import StatusSnapshot
 from rpcdaemon.core.statusmodel import ClusterStatus, PauseState
 from rpcdaemon.core.statusview import status_document, status_model
+from rpcdaemon.detectionmetrics import DetectionCollector
 from rpcdaemon.metrics import Metrics, MetricsServer, install
 from rpcdaemon.modelmetrics import ModelCollector
 from rpcdaemon.plugins import registry
@@ -167,6 +169,15 @@ def run(
         on_action=_action_observer(metrics, hooks),
     )
     tracker = _FailoverTracker(metrics)
+    detection = settings.daemon.detection
+    if detection.enabled and settings.daemon.amqp_url.startswith("memory://"):
+        logger.info("fast failover needs an AMQP broker to probe agents: off on memory://")
+        detection = replace(detection, enabled=False)
+    prober = (
+        RpcProber(settings.daemon.amqp_url, exchange=_control_exchange(sections))
+        if detection.enabled
+        else None
+    )
     reactor = Reactor(
         planners=planners,
         policies={t: policy_for(s) for t, s in sections.items()},
@@ -184,7 +195,10 @@ def run(
         on_plan=hooks.on_plan,
         on_tick=_chain(feed.on_tick, hooks.on_tick),
         on_ready=_chain(feed.on_ready, hooks.on_ready),
+        detection=detection,
+        probe=None if prober is None else prober.probe,
     )
+    prom.register(DetectionCollector(lambda: reactor.detection))
     holder["reactor"] = reactor
     tracker.reactor = reactor
     if hooks.on_reactor is not None:
@@ -192,7 +206,10 @@ def run(
 
     server = (
         MetricsServer(
-            settings.daemon.metrics_address, prom, status, status_document=status_document(model)
+            settings.daemon.metrics_address,
+            prom,
+            status,
+            status_document=_with_detection(status_document(model), reactor),
         )
         if settings.daemon.metrics_address
         else None
@@ -234,10 +251,33 @@ def run(
             logger.error("a task in flight did not finish within %.0f s of the stop", grace)
             exit_code = 1
         elector.stop()
+        if prober is not None:
+            prober.close()
         if server is not None:
             server.stop()
         feed.notifier.close()
     return exit_code
+
+
+def _with_detection(
+    document: Callable[[], dict[str, Any]], reactor: Reactor
+) -> Callable[[], dict[str, Any]]:
+    """``/status`` with the node-death detector's state (``detection``)."""
+
+    def both() -> dict[str, Any]:
+        body = document()
+        body["detection"] = reactor.detection.to_dict()
+        return body
+
+    return both
+
+
+def _control_exchange(sections: Mapping[str, AgentPluginSettings]) -> str:
+    """The exchange the agents' RPC queues are bound to: the planners' (they agree, or
+    the first one's: the probe only needs one)."""
+    for section in sections.values():
+        return section.exchange
+    return "neutron"
 
 
 def _describe_pause(pause: PauseState | None) -> str | None:

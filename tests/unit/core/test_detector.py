@@ -222,3 +222,12 @@ def test_rhythm_resists_one_pause_and_learns_a_new_interval() -> None:
         t += 10.0
         rhythm.arrive(t)
     assert abs(rhythm.interval - 10.0) < 1.0
+
+
+def test_probe_queues_are_the_ones_each_agent_consumes() -> None:
+    from rpcdaemon.core.detection import probe_queue
+
+    assert probe_queue("L3 agent", Host("net1")) == "l3_agent.net1"
+    assert probe_queue("DHCP agent", Host("net1")) == "dhcp_agent.net1"
+    assert probe_queue("Open vSwitch agent", Host("n")) == "q-agent-notifier-tunnel-update.n"
+    assert probe_queue("Metadata agent", Host("net1")) is None  # no RPC server to probe
