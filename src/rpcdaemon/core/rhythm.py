@@ -36,6 +36,9 @@ BURST_FRACTION = 0.5
 """A gap shorter than this fraction of the learned interval is a burst: not learned."""
 MIN_SAMPLES = 3
 """Learned gaps before the rhythm is trusted."""
+MIN_GAP = 0.2
+"""Gaps shorter than this (seconds) are never learned: a backlog delivered at once after a
+reconnect, or a duplicate. No agent reports that often."""
 
 
 class Rhythm:
@@ -62,6 +65,8 @@ class Rhythm:
         if gap <= 0:
             return 0.0
         self.last = at
+        if gap < MIN_GAP:
+            return gap
         warm = self.warm
         if warm is not None:  # warming up: the median of the first gaps resists one outlier
             warm.append(gap)

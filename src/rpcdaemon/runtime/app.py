@@ -28,6 +28,7 @@ from rpcdaemon.adapters.probe import RpcProber
 from rpcdaemon.adapters.sdnotify import ReactorFeed, status_text
 from rpcdaemon.config.api import resolve_api
 from rpcdaemon.core.actions import Plan, Verb
+from rpcdaemon.core.detection import DetectionStatus
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.core.events import BusMessage, Heartbeat
 from rpcdaemon.core.ids import Liveness
@@ -137,7 +138,7 @@ def run(
             dry_run=settings.daemon.dry_run,
             pause=pause.get(),
             dhcp_agents_per_network=per_network,
-            notes=(pause.note,) if pause.note else (),
+            notes=((pause.note,) if pause.note else ()) + detection_notes(reactor.detection),
             now=time.monotonic(),
         )
 
@@ -257,6 +258,18 @@ def run(
             server.stop()
         feed.notifier.close()
     return exit_code
+
+
+def detection_notes(status: DetectionStatus) -> tuple[str, ...]:
+    """Lines for ``rpcdaemon status``: the node-death detector's verdicts and its brake."""
+    if not status.enabled:
+        return ("fast failover off: every death waits for agent_down_time and the API",)
+    notes = [
+        f"node {host}: {state.value}" for host, state in status.hosts if state.value != "quiet"
+    ]
+    if status.brake is not None and status.brake_kind != "listening":
+        notes.append(f"fast failover held: {status.brake}")
+    return tuple(notes)
 
 
 def _with_detection(

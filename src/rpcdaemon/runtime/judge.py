@@ -11,17 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from rpcdaemon.core.detection import (
-    DetectionStatus,
-    DetectorStep,
-    HostChange,
-    HostState,
-    ProbeRequest,
-)
 from rpcdaemon.core.ids import Liveness
 from rpcdaemon.core.liveness import AgentKey, Transition
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.runtime.intake import Intake
+from rpcdaemon.runtime.nodes import NodeWatch
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +31,12 @@ class Judge:
         policies: Mapping[str, Policy],
         agent_types: Iterable[str],
         on_transition: Callable[[Transition], None] | None = None,
-        probe: Callable[[ProbeRequest], None] | None = None,
-        on_host_change: Callable[[HostChange], None] | None = None,
+        nodes: NodeWatch | None = None,
     ) -> None:
         self._intake = intake
-        self._probe = probe
-        self._on_host_change = on_host_change
-        self._brake_kind: str | None = None
-        self.node_dead_keys: frozenset[AgentKey] = frozenset()  # planners' agents on dead nodes
-        self.node_deaths = 0
-        self.detection = DetectionStatus(enabled=intake.detector.policy.enabled)
-        """Published each tick for other threads (an immutable value: one assignment)."""
-        self.probe_counts: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+        self._nodes = nodes
         self._policies = policies
         self._types = sorted(set(agent_types))
-        self._types_set = frozenset(self._types)
         self._on_transition = on_transition
         self.dead_keys: set[AgentKey] = set()  # declared dead by our clock, not back
         self._newcomers = 0  # unknown agents heard since the last newcomers log line
@@ -77,7 +62,8 @@ class Judge:
                         # a returning agent can close a breaker or take work back
                         triggers.add("agent-back")
                     self.dead_keys.discard(change.key)
-        triggers |= self._detect(now)
+        if self._nodes is not None:
+            triggers |= self._nodes.tick(now)
         newcomers = model.take_newcomers()
         if not newcomers or not have_view:
             return triggers, False
@@ -96,73 +82,6 @@ class Judge:
             self._newcomers = 0
             self._newcomers_logged = now
         return triggers, True
-
-    def _detect(self, now: float) -> set[str]:
-        """The node-death detector's tick: probes handed to the prober, host changes
-        logged (a node death calls for a pass at once), the brake logged when it changes."""
-        step = self._intake.detector.tick(now, self._intake.bus)
-        self._log_brake(step)
-        triggers: set[str] = set()
-        for change in step.changes:
-            self._log_host(change)
-            if change.new is HostState.DEAD:
-                triggers.add("node-dead")
-                self.node_deaths += 1
-            elif change.old is HostState.DEAD:
-                triggers.add("agent-back")  # the node is back: stop moving off it
-        if step.changes:
-            deaths = self._intake.detector.deaths()
-            self.node_dead_keys = frozenset(
-                k
-                for k in self._intake.known_keys()
-                if k.host in deaths and k.agent_type in self._types_set
-            )
-        if step.probes and self._probe is not None:
-            for request in step.probes:
-                logger.info(
-                    "node %s: every agent silent past its rhythm; probing %s (control %s)",
-                    request.host,
-                    ", ".join(request.queues),
-                    ", ".join(request.control),
-                )
-                self._probe(request)
-        detector = self._intake.detector
-        sent, answered, failed = self.probe_counts()
-        self.detection = DetectionStatus(
-            enabled=detector.policy.enabled,
-            brake_kind=step.brake_kind,
-            brake=step.brake,
-            hosts=tuple(sorted(detector.states().items())),
-            node_deaths=self.node_deaths,
-            probes_sent=sent,
-            probes_answered=answered,
-            probe_failures=failed,
-        )
-        return triggers
-
-    def _log_brake(self, step: DetectorStep) -> None:
-        if step.brake_kind == self._brake_kind:
-            return
-        if step.brake_kind is not None and step.brake_kind != "listening":
-            logger.warning("fast failover held: %s", step.brake)
-        elif step.brake_kind is None and self._brake_kind not in (None, "listening"):
-            logger.info("fast failover released: node deaths are judged in seconds again")
-        self._brake_kind = step.brake_kind
-
-    def _log_host(self, change: HostChange) -> None:
-        if change.new is HostState.DEAD:
-            logger.warning("NODE DOWN: %s", change.reason)
-        elif change.old is HostState.DEAD:
-            logger.warning("node %s is back (%s)", change.host, change.reason)
-        elif change.new in (HostState.SILENT, HostState.SLOW):
-            logger.warning("%s", change.describe())
-        else:
-            logger.info("%s", change.describe())
-        if self._on_host_change is not None:
-            try:
-                self._on_host_change(change)
-            except Exception:
-                logger.exception("host change observer failed")
 
     def _log_transition(self, change: Transition) -> None:
         if change.new is Liveness.DEAD:

@@ -52,6 +52,7 @@ from rpcdaemon.plugins.base import Planner
 from rpcdaemon.runtime.executor import Executor
 from rpcdaemon.runtime.intake import Intake, notifications_of
 from rpcdaemon.runtime.judge import Judge, RoleWatch
+from rpcdaemon.runtime.nodes import NodeWatch
 from rpcdaemon.runtime.passes import Pass
 from rpcdaemon.runtime.probing import ProbeFunction, ProbeRunner
 from rpcdaemon.runtime.reader import Done, Reads
@@ -119,21 +120,19 @@ class Reactor:
             wall=wall,
             detection=detection,
         )
-        self.probes: ProbeRunner | None = None
-        if probe is not None and self.intake.detector.policy.enabled:
-            self.probes = ProbeRunner(
-                probe,
-                timeout=self.intake.detector.policy.probe_timeout,
-                on_result=self.intake.probed,
-                clock=clock,
-            )
+        self.nodes = NodeWatch(
+            self.intake,
+            agent_types=(p.agent_type for p in self._planners),
+            probe=probe,
+            on_host_change=on_host_change,
+            clock=clock,
+        )
         self._judging = Judge(
             intake=self.intake,
             policies=policies,
             agent_types=(p.agent_type for p in self._planners),
             on_transition=on_transition,
-            probe=None if self.probes is None else self.probes.submit,
-            on_host_change=on_host_change,
+            nodes=self.nodes,
         )
         self._pass = Pass(
             planners=self._planners,
@@ -162,13 +161,8 @@ class Reactor:
         self._tick_failures = 0
         self._last_tick_error: str | None = None
         executor.set_agent_is_back(self.intake.agent_is_back)
-        if self.probes is not None:
-            runner = self.probes
-            self._judging.probe_counts = lambda: (runner.sent, runner.answered, runner.failed)
         executor.set_on_finished(self.intake.wake)
-        executor.set_node_dead(
-            lambda agent_id: self.intake.key_of(agent_id) in self._judging.node_dead_keys
-        )
+        executor.set_node_dead(self.nodes.is_dead)
         # checked before every task and retry: losing the lead or a pause stops a plan in flight
         executor.set_is_leader(lambda: is_leader() and paused() is None)
 
@@ -198,7 +192,11 @@ class Reactor:
     @property
     def detection(self) -> DetectionStatus:
         """Any thread: the node-death detector's state at the last tick."""
-        return self._judging.detection
+        return self.nodes.status
+
+    @property
+    def probes(self) -> ProbeRunner | None:
+        return self.nodes.probes
 
     @property
     def executor(self) -> Executor:
@@ -283,8 +281,7 @@ class Reactor:
                         self._on_tick()
                     except Exception:
                         logger.exception("tick hook failed")
-        if self.probes is not None:
-            self.probes.stop()
+        self.nodes.stop()
         logger.info("reactor stopped")
 
     def _urgent(self, now: float) -> bool:
