@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rpcdaemon.core.detection import DetectorPolicy
+
+NEUTRON_REPORT_INTERVAL = 30.0
+"""Neutron's default ``[agent] report_interval`` (seconds between an agent's state reports)."""
+
 
 @dataclass(frozen=True)
 class KeystoneAuth:
@@ -32,6 +37,10 @@ class NeutronConf:
     agent_down_time: float = 75.0
     control_exchange: str = "neutron"
     auth: KeystoneAuth | None = None
+    report_interval: float = NEUTRON_REPORT_INTERVAL  # [agent] report_interval
+    # where the two timers came from, for check-config's warnings (False: Neutron's default)
+    agent_down_time_set: bool = False
+    report_interval_set: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class DaemonSettings:
     pause_file: str = "/var/lib/rpcdaemon/pause.json"  # rpcdaemon pause, without Redis
     reconnect_max_backoff: float = 30.0
     prefetch: int = 100
+    # the node-death fast path ([Daemon] fast_failover, probe_timeout, suspect_multiple,
+    # node_min_agents, disruption_hosts, disruption_fraction); its agent_down_time is the
+    # runtime's to fill from the planners' policies, not the config's
+    detection: DetectorPolicy = DetectorPolicy()
     # -d / dump subcommand: no detach, logs to stderr, Dump prints to stdout
     foreground: bool = False
 

@@ -147,6 +147,8 @@ user_domain_name = Default
 project_domain_name = Default
 region_name = RegionTwo
 interface = internal
+[agent]
+report_interval = 20
 """
 
 
@@ -156,6 +158,7 @@ def test_neutron_conf_supplies_down_time_exchange_and_credentials(tmp_path: Path
     s = config.load(path)
     assert s.l3 is not None
     assert s.l3.agent_down_time == 45.0  # duplicate keys: the last one wins, as in oslo.config
+    assert (s.l3.neutron.report_interval, s.l3.neutron.report_interval_set) == (20.0, True)
     assert s.l3.exchange == "neutron"
     auth = s.l3.neutron.auth
     assert auth is not None and auth.source == "keystone_authtoken"

@@ -50,6 +50,20 @@ BOUNDS: dict[str, Bound] = {
         0.5, 3600, "a retry at least every hour, and no reconnect storm"
     ),
     "prefetch": Bound(1, 65535, "AMQP basic.qos prefetch-count is a 16-bit field"),
+    "probe_timeout": Bound(
+        0.1, 60, "a live agent answers in milliseconds; a longer wait only delays the verdict"
+    ),
+    "suspect_multiple": Bound(
+        1.05,
+        10,
+        "nearer 1, ordinary jitter makes agents suspect; 10 intervals is past any sane "
+        "agent_down_time",
+    ),
+    "node_min_agents": Bound(
+        2, 64, "one agent silent alone is a crashed process, never a node death"
+    ),
+    "disruption_hosts": Bound(1, 100000, "more than any cloud's hosts"),
+    "disruption_fraction": Bound(0.01, 1, "a fraction of all the hosts that run agents"),
     "timeout": Bound(
         1,
         3600,
@@ -59,6 +73,9 @@ BOUNDS: dict[str, Bound] = {
         1, _MAX_EXPIRE_S, "RabbitMQ x-expires: whole milliseconds in a signed 32-bit integer"
     ),
     "agent_down_time": Bound(1, 86400, "a heartbeat is expected every few seconds"),
+    # neutron.conf [agent] report_interval (read, not an option of ours); Neutron's 0 turns
+    # the agents' state reports off, which leaves nothing to judge
+    "report_interval": Bound(0, 86400, "0 turns the agents' heartbeats off", low_open=True),
     "max_dead_fraction": Bound(
         0.01, 1, "a fraction of the agents; below 1% one dead agent trips it in any cloud"
     ),

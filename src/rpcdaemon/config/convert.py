@@ -13,6 +13,7 @@ from rpcdaemon.core.errors import ConfigError
 
 _NUMERIC_WORDS: dict[o.Kind, str] = {
     o.Kind.POS_FLOAT: "a number of seconds",
+    o.Kind.POS_NUMBER: "a number",
     o.Kind.POS_INT: "an integer",
     o.Kind.FRACTION: "a number",
     o.Kind.COUNT_OR_ALL: '"all" or an integer',
@@ -104,7 +105,7 @@ def _convert_kind(opt: o.Option, raw: str, path: str, section: str) -> Any:
             if not text:
                 raise bad()
             return os.path.abspath(os.path.expanduser(text))
-        if kind in (o.Kind.POS_FLOAT, o.Kind.FRACTION):
+        if kind in (o.Kind.POS_FLOAT, o.Kind.POS_NUMBER, o.Kind.FRACTION):
             if not text and opt.default_note:
                 return None  # computed elsewhere (e.g. agent_down_time from neutron.conf)
             return float(bounded(_number(kind, text)))

@@ -20,6 +20,7 @@ from typing import Any
 from rpcdaemon.config import options as o
 from rpcdaemon.config.api import resolve_api, resolve_timeout
 from rpcdaemon.config.convert import convert as _convert
+from rpcdaemon.config.detection import detector_policy, timer_warnings
 from rpcdaemon.config.neutronconf import read_neutron_conf
 from rpcdaemon.core.errors import ConfigError
 from rpcdaemon.plugins import registry
@@ -136,6 +137,7 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
         pause_file=value(o.DAEMON, "pause_file"),
         reconnect_max_backoff=value(o.DAEMON, "reconnect_max_backoff"),
         prefetch=value(o.DAEMON, "prefetch"),
+        detection=detector_policy(value),
         foreground=foreground,
     )
     dump_filter = value(o.DUMP, "filter")
@@ -178,6 +180,13 @@ def load(path: str, *, foreground: bool = False, dry_run: bool = False) -> Setti
     l3 = dataclasses.replace(l3, timeout=timeout) if l3 is not None else None
     dhcp = dataclasses.replace(dhcp, timeout=timeout) if dhcp is not None else None
     api = resolve_api(path=path, cloud=daemon.cloud, timeout=timeout, agents=planners)
+    down_written_in = {
+        a.name: where
+        for a in planners
+        if (where := _written_in(parser, a.name, "agent_down_time")) is not None
+        and value(a.name, "agent_down_time") is not None
+    }
+    warnings += timer_warnings(path, daemon.detection, planners, down_written_in=down_written_in)
     return Settings(
         path=path,
         daemon=daemon,
@@ -293,11 +302,17 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _raw(parser: configparser.RawConfigParser, section: str, name: str) -> str | None:
+def _written_in(parser: configparser.RawConfigParser, section: str, name: str) -> str | None:
+    """The section ``name`` is written in for ``section``: itself, else [DEFAULT], else None."""
     for sect in (section, _DEFAULT):
         if parser.has_section(sect) and parser.has_option(sect, name):
-            return parser.get(sect, name) or ""
+            return sect
     return None
+
+
+def _raw(parser: configparser.RawConfigParser, section: str, name: str) -> str | None:
+    sect = _written_in(parser, section, name)
+    return None if sect is None else parser.get(sect, name) or ""
 
 
 def _plugins(names: tuple[str, ...], path: str, warnings: list[str]) -> tuple[str, ...]:

@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 from rpcdaemon.config.bounds import BOUNDS
 from rpcdaemon.core.errors import ConfigError
-from rpcdaemon.settings import KeystoneAuth, NeutronConf
+from rpcdaemon.settings import NEUTRON_REPORT_INTERVAL, KeystoneAuth, NeutronConf
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT = "DEFAULT"
 _AUTHTOKEN = "keystone_authtoken"
+_AGENT = "agent"
 _NO_DEFAULT_SECTION = "\x00rpcdaemon-no-default-section"
 
 _Getter = Callable[[str, str], "str | None"]
@@ -69,25 +70,53 @@ def read_neutron_conf(
         value = value.strip().strip('"').strip("'").strip()
         return value or None
 
-    down_time = 75.0
-    raw_down = get(_DEFAULT, "agent_down_time")
-    if raw_down is not None:
+    def seconds(sect: str, key: str, raw: str) -> float:
+        """A number of seconds within BOUNDS[key], or a ConfigError naming the file."""
         try:
-            down_time = float(raw_down)
+            number = float(raw)
         except ValueError:
-            down_time = math.nan
-        bound = BOUNDS["agent_down_time"]
-        if not (math.isfinite(down_time) and bound.admits(down_time)):
+            number = math.nan
+        bound = BOUNDS[key]
+        if not (math.isfinite(number) and bound.admits(number)):
             raise ConfigError(
-                f"{path} [DEFAULT] agent_down_time = {raw_down!r} is not a number of seconds "
-                f"{bound.text(' s')}",
+                f"{path} [{sect}] {key} = {raw!r} is not a number of seconds {bound.text(' s')}",
                 path=settings_path,
                 section=section,
                 option="conffile",
             )
+        return number
+
+    raw_down = get(_DEFAULT, "agent_down_time")
+    down_time = 75.0 if raw_down is None else seconds(_DEFAULT, "agent_down_time", raw_down)
+    found = _report_interval(parser, get)
+    report_interval = NEUTRON_REPORT_INTERVAL
+    if found is not None:
+        report_interval = seconds(found[0], "report_interval", found[1])
     exchange = get(_DEFAULT, "control_exchange") or "neutron"
     auth = _auth(get, path=path, section=section, settings_path=settings_path, warnings=warnings)
-    return NeutronConf(path=path, agent_down_time=down_time, control_exchange=exchange, auth=auth)
+    return NeutronConf(
+        path=path,
+        agent_down_time=down_time,
+        control_exchange=exchange,
+        auth=auth,
+        report_interval=report_interval,
+        agent_down_time_set=raw_down is not None,
+        report_interval_set=found is not None,
+    )
+
+
+def _report_interval(parser: configparser.RawConfigParser, get: _Getter) -> tuple[str, str] | None:
+    """(section as written, raw value) of ``[agent] report_interval``, or None when unset.
+
+    oslo.config lower-cases group names (all but DEFAULT), so Neutron's ``AGENT`` group is
+    ``[agent]``, ``[AGENT]`` or ``[Agent]``; when several are written the last one wins."""
+    found = None
+    for sect in parser.sections():
+        if sect.lower() == _AGENT:
+            raw = get(sect, "report_interval")
+            if raw is not None:
+                found = (sect, raw)
+    return found
 
 
 def _auth(

@@ -26,6 +26,7 @@ class Kind(enum.Enum):
     PATH = "path"  # made absolute against the working directory at load time
     OPT_PATH = "opt_path"
     POS_FLOAT = "pos_float"
+    POS_NUMBER = "pos_number"  # a plain number (a multiple), not seconds
     FRACTION = "fraction"
     POS_INT = "pos_int"
     BOOL = "bool"
@@ -45,6 +46,7 @@ _EXPECTED: dict[Kind, str] = {
     Kind.PATH: "a file path",
     Kind.OPT_PATH: "a file path (empty = unset)",
     Kind.POS_FLOAT: "a number of seconds greater than 0",
+    Kind.POS_NUMBER: "a number greater than 0",
     Kind.FRACTION: "a number greater than 0 and at most 1",
     Kind.POS_INT: "an integer greater than 0",
     Kind.BOOL: "a boolean (true/false, yes/no, on/off, 1/0)",
@@ -212,6 +214,67 @@ OPTIONS: tuple[Option, ...] = (
         Kind.POS_INT,
         "100",
         "AMQP prefetch count (QoS) of each of our consumers.",
+        (DAEMON,),
+    ),
+    # [Daemon], failure detection (docs/configuration.md, "Failure detection")
+    Option(
+        "fast_failover",
+        Kind.BOOL,
+        "true",
+        "Classify before acting. true: when every agent of a host falls silent at once, its "
+        "agent queues do not answer a probe while another host's do, and the rest of the "
+        "cloud reports normally, the node is dead: its routers and networks move within "
+        "seconds, without waiting for agent_down_time or the Neutron API. A lone silent "
+        "agent (a crashed process) or a host whose agents answer the probe (a slow node) "
+        "still waits for agent_down_time and the API. false: that rule alone, for every "
+        "agent (the behaviour before this option).",
+        (DAEMON,),
+    ),
+    Option(
+        "probe_timeout",
+        Kind.POS_FLOAT,
+        "2",
+        "Seconds a probed agent queue (<topic>.<host>) has to answer. A live agent process "
+        "answers at once, even a busy one; a longer timeout only delays the verdict on a "
+        "dead node.",
+        (DAEMON,),
+    ),
+    Option(
+        "suspect_multiple",
+        Kind.POS_NUMBER,
+        "1.2",
+        "An agent is suspect after this many of its own report intervals (learned from its "
+        "heartbeats, plus their jitter) without a heartbeat, and never later than "
+        "agent_down_time. Suspicion alone moves nothing: it makes the host a candidate "
+        "for a probe.",
+        (DAEMON,),
+    ),
+    Option(
+        "node_min_agents",
+        Kind.POS_INT,
+        "2",
+        "How many agents of one host (L3, DHCP, Open vSwitch, metadata) must fall silent "
+        "together before the host can be found dead in seconds. A host with fewer agents "
+        "reporting is left to agent_down_time and the API: one agent alone going silent "
+        "looks exactly like a crashed process.",
+        (DAEMON,),
+    ),
+    Option(
+        "disruption_hosts",
+        Kind.POS_INT,
+        "2",
+        "The brake: while more than the larger of disruption_hosts and disruption_fraction "
+        "x all hosts went quiet within agent_down_time (a broker restart, a slow "
+        "neutron-server, a network partition), no host is found dead fast; "
+        "agent_down_time and the API decide. Also braked: the first agent_down_time after "
+        "our own (re)connect, and while our consumer lags.",
+        (DAEMON,),
+    ),
+    Option(
+        "disruption_fraction",
+        Kind.FRACTION,
+        "0.2",
+        "The brake's fraction of all hosts (see disruption_hosts).",
         (DAEMON,),
     ),
     # [L3Agent] / [DHCPAgent], 2014
