@@ -31,3 +31,41 @@ def test_commands_and_config_files(tmp_path: Path) -> None:
         assert not run_command("quit", cloud, None, server, out)
     text = out.getvalue()
     assert "admin=false" in text and "kill AGENT" in text
+
+
+def test_node_commands_and_node_agents(tmp_path: Path) -> None:
+    from rpcdaemon.sim.agents import AgentState, SimBus
+
+    cloud = build_cloud(
+        l3_agents=2, dhcp_agents=2, routers=2, networks=1, node_agents=True, compute_hosts=1
+    )
+    hosts = {a["host"]: [] for a in cloud.agents()}  # type: dict[str, list[str]]
+    for a in cloud.agents():
+        hosts[a["host"]].append(a["agent_type"])
+    assert sorted(hosts["net1"]) == [
+        "DHCP agent",
+        "L3 agent",
+        "Metadata agent",
+        "Open vSwitch agent",
+    ]
+    assert sorted(hosts["compute1"]) == ["Metadata agent", "Open vSwitch agent"]
+    bus = SimBus(cloud, "memory://")  # not started: the commands only set states
+    out = io.StringIO()
+    with SimNeutronServer(cloud) as server:
+        assert run_command("kill-node net1", cloud, bus, server, out)
+        assert {bus.state(a["id"]) for a in cloud.agents() if a["host"] == "net1"} == {
+            AgentState.KILLED
+        }
+        assert all(
+            not cloud.agent_process_running(a["id"]) for a in cloud.agents() if a["host"] == "net1"
+        )
+        assert run_command("freeze-node compute1", cloud, bus, server, out)
+        assert run_command("revive-node net1", cloud, bus, server, out)
+        assert bus.state(cloud.find_agent("net1", "L3 agent")["id"]) is AgentState.RUNNING  # type: ignore[index]
+        assert run_command("kill-node nowhere", cloud, bus, server, out)
+        assert run_command("kill ovs:compute1", cloud, bus, server, out)
+        assert run_command("help", cloud, bus, server, out)
+    text = out.getvalue()
+    assert "kill-node net1: 4 agent(s)" in text and "no agent on host 'nowhere'" in text
+    assert "kill Open vSwitch agent on compute1" in text and "kill-node HOST" in text
+    cloud.close()

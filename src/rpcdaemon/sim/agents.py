@@ -9,11 +9,16 @@
 * like neutron-server, it consumes its OWN exclusive queue bound to ``q-reports-plugin`` and calls
   ``cloud.heartbeat()`` at receive time, so the API's ``alive`` follows the bus;
 * it publishes what the cloud says Neutron would send (RPC casts/calls to ``<topic>.<host>``,
-  fanouts, and, with ``notifications=True``, notifications on ``notifications.info``).
+  fanouts, and, with ``notifications=True``, notifications on ``notifications.info``);
+* like each agent's own RPC server, it consumes ``<topic>.<host>`` for every agent process
+  that is up (running or frozen) and answers every call, one of a method the agent does not
+  have included (``NoSuchMethod``, as oslo.messaging does: :mod:`.agentrpc`). rpcdaemon's
+  node-death probe is such a call.
 
-Agents can be killed (no heartbeats, process gone: router adds block then 500), frozen (no
-heartbeats, the process still answers RPC), cut off (like frozen, and RPC no longer reaches it),
-and revived.
+Agents can be killed (no heartbeats, process gone: router adds block then 500, nothing
+consumes its queues), frozen (no heartbeats, the process still answers RPC), cut off (no
+heartbeats, RPC no longer reaches it), and revived; so can every agent of a host at once
+(``kill_node``: a node that dies takes its L3, DHCP, Open vSwitch and metadata agents).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import kombu as _kombu
 
 from rpcdaemon.sim import wire
+from rpcdaemon.sim.agentrpc import AgentServers, agent_queues
 from rpcdaemon.sim.cloud import SimCloud, SimEvent
 
 logger = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 kombu: Any = _kombu
 
 SERVER_HOST = "sim-controller"
+DEFAULT_EXCHANGE = kombu.Exchange("", type="direct")  # replies: routed by queue name
 
 
 class AgentState(str, enum.Enum):
@@ -46,6 +53,10 @@ class AgentState(str, enum.Enum):
     FROZEN = "frozen"
     KILLED = "killed"
     CUT = "cut"
+
+
+SERVING = frozenset({AgentState.RUNNING, AgentState.FROZEN})
+"""States in which the agent's RPC server consumes its queues and answers."""
 
 
 class SimBus:
@@ -82,6 +93,8 @@ class SimBus:
         self._thread: threading.Thread | None = None
         self._reply_q = f"reply_{uuid.uuid4().hex}"
         self._fanouts: set[str] = set()
+        self._servers: AgentServers | None = None  # the bus thread's, while connected
+        self._answered = 0  # calls answered in the sessions before the current one
 
     # -- control ----------------------------------------------------------------------------------
 
@@ -98,6 +111,13 @@ class SimBus:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    @property
+    def rpc_answered(self) -> int:
+        """Calls the agents' RPC servers answered (probes included), since start."""
+        servers = self._servers
+        with self._lock:
+            return self._answered + (servers.calls if servers is not None else 0)
 
     def state(self, agent_id: str) -> AgentState:
         with self._lock:
@@ -121,6 +141,40 @@ class SimBus:
         with self._lock:
             self._start_flag[agent_id] = restart
             self._due[agent_id] = 0.0
+
+    def kill_node(self, host: str) -> list[str]:
+        """The node dies (power, kernel, uplink): every agent of ``host`` at once, the Open
+        vSwitch and metadata agents too. Returns their ids."""
+        return self._set_host(host, AgentState.KILLED, process=False)
+
+    def freeze_node(self, host: str) -> list[str]:
+        """Every agent of ``host`` stops reporting; their processes still answer RPC."""
+        return self._set_host(host, AgentState.FROZEN, process=True)
+
+    def cut_node(self, host: str) -> list[str]:
+        """``host`` is cut off the bus: no heartbeats, RPC calls to it time out."""
+        return self._set_host(host, AgentState.CUT, process=False)
+
+    def revive_node(self, host: str, *, restart: bool = True) -> list[str]:
+        """Every agent of ``host`` reports again (``restart``: as new processes)."""
+        ids = self._set_host(host, AgentState.RUNNING, process=True)
+        with self._lock:
+            for agent_id in ids:
+                self._start_flag[agent_id] = restart
+                self._due[agent_id] = 0.0
+        return ids
+
+    def _set_host(self, host: str, state: AgentState, *, process: bool) -> list[str]:
+        ids = sorted(str(a["id"]) for a in self.cloud.agents() if a["host"] == host)
+        if not ids:
+            raise KeyError(f"no agent on host {host!r}")
+        for agent_id in ids:
+            self.cloud.set_agent_process(agent_id, process)
+        with self._lock:  # all at once: no heartbeat of the host slips in between
+            for agent_id in ids:
+                self._states[agent_id] = state
+        logger.info("sim bus: node %s (%d agents) is now %s", host, len(ids), state.value)
+        return ids
 
     def _set(self, agent_id: str, state: AgentState, *, process: bool) -> None:
         self.cloud.set_agent_process(agent_id, process)  # raises for an unknown agent
@@ -167,21 +221,59 @@ class SimBus:
             publish_channel = conn.channel()
             exchange(publish_channel).declare()
             producer = kombu.Producer(publish_channel, exchange=exchange, auto_declare=False)
+            servers = AgentServers(
+                kombu,
+                conn.channel(),
+                exchange,
+                lambda reply, reply_q: self._reply(producer, reply, reply_q),
+                private=self.exchange_name != "neutron",
+            )
+            self._servers = servers
             with kombu.Consumer(
                 consume_channel, queues=[server_queue], on_message=self._on_message
             ):
+                servers.sync(self._serving(self.cloud.agents()))
                 self._ready.set()
                 logger.info("sim bus: consuming %s on %s", self.queue_name, self.exchange_name)
                 try:
                     while not self._stop.is_set():
-                        self._heartbeats(producer)
+                        agents = self.cloud.agents()
+                        servers.sync(self._serving(agents))
+                        self._heartbeats(producer, agents)
                         self._flush(producer, publish_channel)
                         try:
                             conn.drain_events(timeout=0.05)
                         except TimeoutError:
                             pass
                 finally:
+                    self._servers = None
+                    with self._lock:
+                        self._answered += servers.calls
+                    if self._stop.is_set():
+                        servers.delete_queues()
                     self._cleanup(publish_channel)
+
+    def _serving(self, agents: list[dict[str, Any]]) -> dict[str, str]:
+        """Routing key -> agent type of every queue a live agent process consumes now."""
+        want: dict[str, str] = {}
+        with self._lock:
+            for agent in agents:
+                if self._states.get(str(agent["id"]), AgentState.RUNNING) in SERVING:
+                    for key in agent_queues(str(agent["agent_type"]), str(agent["host"])):
+                        want[key] = str(agent["agent_type"])
+        return want
+
+    def _reply(self, producer: Any, reply: dict[str, Any], reply_q: str) -> None:
+        """An agent's answer: to the default exchange, routing key = the caller's reply
+        queue (oslo's ``direct_send``; not ``mandatory`` here: a caller gone is no error)."""
+        producer.publish(
+            wire.envelope(reply),
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=reply_q,
+            headers={},
+            retry=False,
+            **wire.BASE_PROPERTIES,
+        )
 
     def _cleanup(self, channel: Any) -> None:
         if self.exchange_name == "neutron":
@@ -205,9 +297,9 @@ class SimBus:
         finally:
             message.ack()
 
-    def _heartbeats(self, producer: Any) -> None:
+    def _heartbeats(self, producer: Any, agents: list[dict[str, Any]]) -> None:
         now = time.monotonic()
-        for agent in self.cloud.agents():
+        for agent in agents:
             agent_id = str(agent["id"])
             with self._lock:
                 if self._states.get(agent_id, AgentState.RUNNING) is not AgentState.RUNNING:

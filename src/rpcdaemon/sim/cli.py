@@ -23,18 +23,30 @@ from rpcdaemon.sim.scenario import build_cloud
 logger = logging.getLogger(__name__)
 
 CLOUD_NAME = "rpcdaemon-sim"
-HELP = """commands (an AGENT is an agent id or id prefix, TYPE:HOST like l3:net1 / dhcp:net1,
-or a HOST, meaning every agent on that host):
+HELP = """commands (an AGENT is an agent id or id prefix, TYPE:HOST like l3:net1 / dhcp:net1 /
+ovs:net1 / metadata:net1, or a HOST, meaning every agent on that host):
   agents                 list agents: id, type, host, alive, state, routers/networks
   bindings               routers and networks per agent
   kill AGENT             process gone: no heartbeats, router adds to it block then 500
   freeze AGENT           no heartbeats, the process still answers RPC
   cut AGENT              cut off the bus: no heartbeats, RPC does not reach it
   revive AGENT           heartbeats again (start_flag on the first)
+  kill-node HOST         the node dies: every agent of HOST at once (OVS, metadata too)
+  freeze-node HOST       every agent of HOST stops reporting; their RPC still answers
+  cut-node HOST          HOST cut off the bus: no heartbeats, RPC does not reach it
+  revive-node HOST       every agent of HOST reports again
   disable AGENT / enable AGENT   admin_state_up false / true
   calls                  API calls per endpoint
   help                   this text
   quit                   stop (EOF and Ctrl-C too)"""
+
+
+NODE_COMMANDS = {
+    "kill-node": "kill_node",
+    "freeze-node": "freeze_node",
+    "cut-node": "cut_node",
+    "revive-node": "revive_node",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", type=int, default=6)
     p.add_argument("--ha-routers", type=int, default=0)
     p.add_argument("--dvr-routers", type=int, default=0)
+    p.add_argument(
+        "--computes", type=int, default=2, help="compute hosts (Open vSwitch + metadata agents)"
+    )
+    p.add_argument(
+        "--no-node-agents",
+        action="store_true",
+        help="no Open vSwitch and metadata agents on the network nodes",
+    )
     p.add_argument("--azs", default="nova", help="comma-separated availability zones")
     p.add_argument("--agent-down-time", type=float, default=75.0)
     p.add_argument("--report-interval", type=float, default=30.0)
@@ -132,7 +152,12 @@ def _resolve(cloud: SimCloud, ref: str) -> list[dict[str, Any]]:
     agents = cloud.agents()
     if ":" in ref:
         kind, host = ref.split(":", 1)
-        want = {"l3": "L3 agent", "dhcp": "DHCP agent"}.get(kind.lower(), kind)
+        want = {
+            "l3": "L3 agent",
+            "dhcp": "DHCP agent",
+            "ovs": "Open vSwitch agent",
+            "metadata": "Metadata agent",
+        }.get(kind.lower(), kind)
         return [a for a in agents if a["host"] == host and a["agent_type"] == want]
     by_id = [a for a in agents if str(a["id"]).startswith(ref)]
     return by_id or [a for a in agents if a["host"] == ref]
@@ -160,7 +185,7 @@ def run_command(
                 else len(cloud.networks_on(aid))
             )
             print(
-                f"{aid}  {a['agent_type']:<11} {a['host']:<8} alive={str(a['alive']).lower():<5} "
+                f"{aid}  {a['agent_type']:<18} {a['host']:<8} alive={str(a['alive']).lower():<5} "
                 f"admin={str(a['admin_state_up']).lower():<5} {state:<7} hosts={held}",
                 file=out,
             )
@@ -172,6 +197,16 @@ def run_command(
     elif cmd == "calls":
         for (method, template), n in sorted(server.calls.snapshot().items()):
             print(f"{n:6d}  {method:<6} {template}", file=out)
+    elif cmd in NODE_COMMANDS and rest:
+        if bus is None:
+            print("no bus (--no-bus): heartbeats are not simulated", file=out)
+            return True
+        try:
+            ids = getattr(bus, NODE_COMMANDS[cmd])(rest[0])
+        except KeyError:
+            print(f"no agent on host {rest[0]!r}", file=out)
+            return True
+        print(f"{cmd} {rest[0]}: {len(ids)} agent(s)", file=out)
     elif cmd in ("kill", "freeze", "cut", "revive", "disable", "enable") and rest:
         targets = _resolve(cloud, rest[0])
         if not targets:
@@ -203,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         networks=args.networks,
         ha_routers=args.ha_routers,
         dvr_routers=args.dvr_routers,
+        node_agents=not args.no_node_agents,
+        compute_hosts=args.computes,
         azs=tuple(z.strip() for z in args.azs.split(",") if z.strip()) or ("nova",),
         seed=args.seed,
         agent_down_time=args.agent_down_time,

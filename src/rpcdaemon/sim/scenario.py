@@ -3,16 +3,23 @@
 Neutron's defaults (neutron/scheduler): routers go to the least loaded eligible L3 agent
 (``LeastRoutersScheduler``), HA routers to ``max_l3_agents_per_router`` (3) agents, networks to
 ``dhcp_agents_per_network`` (1) least loaded DHCP agents; availability-zone hints are honoured.
+
+A real network node also runs an Open vSwitch and a metadata agent, and compute hosts run those
+two: ``node_agents=True`` and ``compute_hosts=N`` add them (rpcdaemon's node-death detector
+compares a host's agents with each other and with the other hosts').
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rpcdaemon.sim.cloud import SimCloud
-from rpcdaemon.sim.resources import DHCP_AGENT, L3_AGENT
+from rpcdaemon.sim.resources import DHCP_AGENT, L3_AGENT, METADATA_AGENT, OVS_AGENT
+
+NODE_AGENTS = (OVS_AGENT, METADATA_AGENT)
+"""What every host runs besides its L3 and DHCP agents (a compute host: only these)."""
 
 
 def build_cloud(
@@ -30,12 +37,16 @@ def build_cloud(
     rpc_response_timeout: float = 10.0,
     max_l3_agents_per_router: int = 3,
     dhcp_agents_per_network: int = 1,
+    node_agents: bool = False,
+    compute_hosts: int = 0,
     cloud: SimCloud | None = None,
 ) -> SimCloud:
     """A populated cloud. Hosts are ``net1``..``netN``; agents spread round-robin over ``azs``.
 
     ``routers`` counts legacy routers; ``ha_routers`` and ``dvr_routers`` come on top. With any DVR
     router the L3 agents run in ``dvr_snat`` mode (which also hosts legacy routers).
+    ``node_agents``: an Open vSwitch and a metadata agent on every network node too;
+    ``compute_hosts``: that many hosts ``compute1``.. with only those two.
     """
     rng = random.Random(seed)
     cloud = cloud or SimCloud(
@@ -60,6 +71,9 @@ def build_cloud(
     for i in range(dvr_routers):
         made.append((cloud.add_router(f"dvr-router-{i + 1}", distributed=True), 1))
     nets = [cloud.add_network(f"net-{i + 1}") for i in range(networks)]
+    if node_agents:
+        add_node_agents(cloud, sorted({str(a["host"]) for a in l3 + dhcp}), azs=azs)
+    add_compute_hosts(cloud, compute_hosts, azs=azs)
     if not bind:
         return cloud
     for router, copies in made:
@@ -67,6 +81,26 @@ def build_cloud(
     for net in nets:
         _place(cloud, net, dhcp, dhcp_agents_per_network, rng, kind="network")
     return cloud
+
+
+def add_node_agents(
+    cloud: SimCloud, hosts: Iterable[str], *, azs: Sequence[str] = ("nova",)
+) -> list[dict[str, Any]]:
+    """An Open vSwitch and a metadata agent on each of ``hosts`` (those it lacks)."""
+    added = []
+    for i, host in enumerate(hosts):
+        for agent_type in NODE_AGENTS:
+            if cloud.find_agent(host, agent_type) is None:
+                added.append(cloud.add_agent(agent_type, host, availability_zone=azs[i % len(azs)]))
+    return added
+
+
+def add_compute_hosts(cloud: SimCloud, count: int, *, azs: Sequence[str] = ("nova",)) -> list[str]:
+    """``count`` compute hosts (``compute1``..), each with an Open vSwitch and a metadata
+    agent; returns their names."""
+    hosts = [f"compute{i + 1}" for i in range(count)]
+    add_node_agents(cloud, hosts, azs=azs)
+    return hosts
 
 
 def _place(

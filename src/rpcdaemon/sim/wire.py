@@ -151,3 +151,33 @@ def decode(body: bytes | str) -> dict[str, Any] | None:
     except (ValueError, TypeError):
         return None
     return inner if isinstance(inner, dict) else None
+
+
+def rpc_reply(msg_id: str, *, result: Any = None, failure: str | None = None) -> dict[str, Any]:
+    """What an oslo.messaging RPC server sends back for one call (amqpdriver's
+    ``_send_reply``): the result or a serialised failure, ``ending``, the caller's msg id."""
+    return {
+        "result": result,
+        "failure": failure,
+        "ending": True,
+        "_msg_id": msg_id,
+        "_unique_id": uuid.uuid4().hex,
+    }
+
+
+def remote_failure(cls: str, message: str) -> str:
+    """A remote exception as oslo.messaging serialises it (``serialize_remote_exception``):
+    a JSON string naming its class and module, with the message and a traceback."""
+    return json.dumps(
+        {
+            "class": cls,
+            "module": "oslo_messaging.rpc.dispatcher",
+            "message": message,
+            "tb": [
+                "Traceback (most recent call last):\n",
+                f"oslo_messaging.rpc.dispatcher.{cls}: {message}\n",
+            ],
+            "args": [message],
+            "kwargs": {},
+        }
+    )
