@@ -3,6 +3,8 @@
 If the rig cannot come up (no MariaDB, a pip failure, ...) every peer test SKIPS with the reason,
 unless RPCDAEMON_REQUIRE_PEER=1, which makes it a failure. RPCDAEMON_PEER_KEEP=1 leaves the rig
 running after the session (the next session reuses it; ``python -m tests.peer.rig down`` stops it).
+The session runs at the rig's default timers (report_interval 2.5 s, agent_down_time 10 s); a rig
+left up with other timers is started over.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def peer() -> Iterator[Rig]:
 
 @pytest.fixture
 def fresh_peer(peer: Rig) -> Iterator[Rig]:
-    """The rig with every fake agent alive before and after the test."""
+    """The rig with every fake agent and every node alive (none frozen, crashed or slow)
+    before and after the test."""
     peer.revive_all()
     yield peer
     peer.revive_all()
