@@ -74,10 +74,14 @@ def test_simulated_agents_answer_a_probe_unless_their_process_is_gone(
         rig.bus.freeze_node("net1")  # no heartbeats; the processes still answer
         time.sleep(SETTLE)
         assert all(prober.probe([*queues, control], 2.0).values())
-        rig.bus.kill_node("net1")
+        rig.bus.kill_node("net1")  # a dead node: its connections linger, nothing answers
         time.sleep(SETTLE)
-        answered = prober.probe([*queues, control], PROBE_TIMEOUT)
-        assert answered == {**dict.fromkeys(queues, False), control: True}
+        outcomes = prober.probe_outcomes([*queues, control], PROBE_TIMEOUT)
+        assert outcomes == {**dict.fromkeys(queues, "silent"), control: "answered"}
+        rig.bus.stop_node("net1")  # processes gone on a live host: consumers gone too
+        time.sleep(SETTLE)
+        outcomes = prober.probe_outcomes([*queues, control], PROBE_TIMEOUT)
+        assert outcomes == {**dict.fromkeys(queues, "no_consumer"), control: "answered"}
         rig.bus.revive_node("net1")
         time.sleep(SETTLE)
         assert all(prober.probe(queues, 2.0).values())
@@ -171,3 +175,22 @@ def test_a_frozen_node_that_still_answers_rpc_waits_for_agent_down_time(
     assert daemon.count("NODE DOWN") == 0
     assert all(a["alive"] for a in rig.agents(L3_AGENT) if a["host"] != host)
     assert daemon.lines("ERROR") == []
+
+
+def test_a_node_whose_agent_processes_all_restart_waits_for_agent_down_time(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """systemctl restart neutron-*: every process of the host exits at once, but the host is
+    up (its kernel closed their connections: no consumer left) and its routers keep serving."""
+    rig = node_rig(make_rig)
+    daemon = start(rig)
+    host, l3_victim = busiest_host(rig)
+    held = rig.routers_on(l3_victim)
+
+    victims = rig.bus.stop_node(host)
+    last = last_report(rig, victims)
+    time.sleep(max(0.0, last + ADT - REPORT_INTERVAL - time.monotonic()))
+    assert rig.routers_on(l3_victim) == held, "routers moved before agent_down_time"
+    assert rig.router_moves() == 0
+    daemon.wait_log(rf"node {host}: silent -> stopped", timeout=1.0)
+    assert daemon.count("NODE DOWN") == 0

@@ -192,13 +192,14 @@ def test_a_live_agent_answers_at_once(amqp_url: str, exchange_name: str, prober:
     assert props["content_type"] == "application/json"
 
 
-def test_a_queue_nobody_consumes_is_silent_for_the_whole_timeout(
+def test_a_queue_nobody_consumes_is_unanswered_for_the_whole_timeout(
     amqp_url: str, prober: RpcProber, silent_queue: str
 ) -> None:
     started = time.monotonic()
     result = prober.probe_detailed([silent_queue], TIMEOUT)[silent_queue]
     took = time.monotonic() - started
-    assert result.outcome is ProbeOutcome.SILENT and not result.answered
+    # no consumer: the process is gone and a live kernel closed its connection
+    assert result.outcome is ProbeOutcome.NO_CONSUMER and not result.answered
     assert TIMEOUT * 0.9 <= took < TIMEOUT + 2
     # the request expired in the queue: a host coming back later never sees it
     deadline = time.monotonic() + 5
@@ -252,7 +253,7 @@ def test_a_mixed_batch(
         took = time.monotonic() - started
     assert {q: r.outcome for q, r in result.items()} == {
         "l3_agent.hostA": ProbeOutcome.ANSWERED,
-        silent_queue: ProbeOutcome.SILENT,
+        silent_queue: ProbeOutcome.NO_CONSUMER,
         "dhcp_agent.nowhere": ProbeOutcome.UNROUTABLE,
         "dhcp_agent.hostA": ProbeOutcome.ANSWERED,  # a zlib-compressed reply
     }
@@ -347,3 +348,31 @@ def test_arguments_are_bounded(prober: RpcProber) -> None:
         prober.probe("l3_agent.hostA", TIMEOUT)
     assert prober.probe([], TIMEOUT) == {}
     assert not prober.connected  # argument errors never touch the broker
+
+
+class Frozen:
+    """A consumer that takes requests and never answers nor acks: a frozen or powered-off
+    host whose connection the broker has not timed out yet."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        self.conn = Connection(url)
+        self.channel = self.conn.channel()
+        self.channel.basic_qos(0, 1, False)
+        self.channel.basic_consume(queue=queue, callback=lambda message: None, no_ack=False)
+
+    def close(self) -> None:
+        self.conn.release()
+
+
+def test_a_queue_held_by_a_frozen_consumer_is_silent(
+    amqp_url: str, prober: RpcProber, silent_queue: str
+) -> None:
+    frozen = Frozen(amqp_url, silent_queue)
+    try:
+        result = prober.probe_detailed([silent_queue], TIMEOUT)[silent_queue]
+        assert result.outcome is ProbeOutcome.SILENT and not result.answered
+        assert prober.probe_outcomes([silent_queue], TIMEOUT) == {silent_queue: "silent"}
+    finally:
+        frozen.close()
+    # the consumer gone (its kernel closed the socket): no longer "silent"
+    assert prober.probe_outcomes([silent_queue], TIMEOUT) == {silent_queue: "no_consumer"}

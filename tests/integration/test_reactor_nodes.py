@@ -29,9 +29,11 @@ class Processes:
         self.down: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
 
-    def probe(self, queues: Sequence[str], timeout: float) -> Mapping[str, bool]:
+    def probe(self, queues: Sequence[str], timeout: float) -> Mapping[str, str]:
+        """Live hosts answer; dead ones hold their queues without answering (a powered-off
+        host's connections live on until the broker's heartbeat timeout)."""
         self.calls.append(tuple(queues))
-        return {q: q.rsplit(".", 1)[1] not in self.down for q in queues}
+        return {q: "silent" if q.split(".", 1)[1] in self.down else "answered" for q in queues}
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_node_commands_and_node_agents(tmp_path: Path) -> None:
     with SimNeutronServer(cloud) as server:
         assert run_command("kill-node net1", cloud, bus, server, out)
         assert {bus.state(a["id"]) for a in cloud.agents() if a["host"] == "net1"} == {
-            AgentState.KILLED
+            AgentState.DOWN
         }
         assert all(
             not cloud.agent_process_running(a["id"]) for a in cloud.agents() if a["host"] == "net1"

@@ -131,6 +131,11 @@ class RpcProber:
         unanswered), ValueError for bad arguments."""
         return {q: r.answered for q, r in self.probe_detailed(queues, timeout).items()}
 
+    def probe_outcomes(self, queues: Sequence[str], timeout: float) -> dict[str, str]:
+        """:meth:`probe_detailed` as plain outcome names (``answered``, ``silent``,
+        ``no_consumer``, ``unroutable``, ``refused``): what the runtime hands the detector."""
+        return {q: r.outcome.value for q, r in self.probe_detailed(queues, timeout).items()}
+
     def probe_detailed(self, queues: Sequence[str], timeout: float) -> dict[str, ProbeResult]:
         """Like :meth:`probe`, with each queue's :class:`ProbeOutcome`. The wait ends early
         once every request is answered, returned or refused."""
@@ -296,6 +301,8 @@ class RpcProber:
                 outcome, seconds = ProbeOutcome.REFUSED, ended - started
             elif name in self._returned:
                 outcome, seconds = ProbeOutcome.UNROUTABLE, ended - started
+            elif self._consumers(name) == 0:
+                outcome, seconds = ProbeOutcome.NO_CONSUMER, ended - started
             else:
                 outcome, seconds = ProbeOutcome.SILENT, ended - started
             failure = answered[name].failure if name in answered else None
@@ -307,6 +314,21 @@ class RpcProber:
             ", ".join(f"{r.queue}={r.outcome.value}" for r in results.values()),
         )
         return results
+
+    def _consumers(self, name: str) -> int | None:
+        """Consumers the broker counts on queue ``name`` now (a passive declare), None if
+        unknown. Why it matters: a process that exits (a crash, a restart of every agent of a
+        host by systemd or an upgrade) has its sockets closed by a live kernel, and the broker
+        drops its consumers at once; a powered-off, frozen or cut-off host keeps them until
+        the broker's heartbeat timeout (about 60 s). Silent with 0 consumers is a host that is
+        up: never a node death."""
+        try:
+            with self._conn.connection.transport.having_timeout(self._connect_timeout):
+                declared = self._channel.queue_declare(queue=name, passive=True)
+        except amqp.exceptions.NotFound:  # deleted meanwhile: the channel is closed now
+            self._channel = self._open_channel(self._conn)
+            return 0
+        return int(declared.consumer_count)
 
     def _publish(self, request: ProbeRequest, budget: float) -> bool:
         """Publish and wait for the broker's confirm; False if it nacked the request."""

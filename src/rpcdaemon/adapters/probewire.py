@@ -85,7 +85,8 @@ class ProbeReply:
 
 class ProbeOutcome(str, Enum):
     ANSWERED = "answered"  # a reply with our msg id: a live process consumes the queue
-    SILENT = "silent"  # routed to a queue, no reply within the timeout
+    SILENT = "silent"  # routed to a queue a consumer still holds, no reply within the timeout
+    NO_CONSUMER = "no_consumer"  # routed to a queue, no reply, and nobody consumes it now
     UNROUTABLE = "unroutable"  # no queue bound for the routing key (basic.return)
     REFUSED = "refused"  # the broker nacked it (e.g. a full queue that rejects publishes)
 

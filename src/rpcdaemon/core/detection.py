@@ -74,7 +74,8 @@ class HostState(str, enum.Enum):
     QUIET = "quiet"  # some agents are past their rhythm; not (yet) a node death
     SILENT = "silent"  # every agent is past its rhythm: probing
     SLOW = "slow"  # silent, but its agents answered the probe: alive, today's rule applies
-    DEAD = "dead"  # silent, unanswered while a control answered, no brake: a node death
+    STOPPED = "stopped"  # silent, its queues have no consumer: processes gone, host up
+    DEAD = "dead"  # silent, unanswered, queues still held, a control answered: a node death
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ class ProbeResult:
     answered: frozenset[str]
     finished_at: float
     error: str | None = None
+    held: frozenset[str] = frozenset()
+    """Unanswered queues the broker still counts a consumer on: a powered-off, frozen or
+    cut-off host (its connections live until the broker's heartbeat timeout). A process that
+    exited on a live kernel has its connection closed at once: no consumer, not held."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class NodeDeath:
     host: Host
     since: float
     reason: str
+    last_heard: float = 0.0  # our receive time of the host's newest heartbeat then
 
 
 @dataclass(frozen=True)

@@ -15,31 +15,38 @@ those, in seconds, from three kinds of evidence:
    neighbours report is a crashed process: the host stays QUIET and today's rule applies.
 3. **Confirmation**: a SILENT host's agent queues (``<topic>.<host>``) are probed, together
    with the same queues of a healthy host (the *control*). A live process answers at once, even
-   a slow one (SLOW: today's rule applies). No answer from the host while the control answered
-   is a node death (DEAD): its agents are dead now, whatever the API says.
+   a slow one (SLOW: today's rule applies, for the rest of this silence). Queues nobody
+   consumes any more mean the processes exited and a live kernel closed their connections (a
+   crash, or systemd restarting every agent of the host): STOPPED, today's rule. No answer
+   while the broker still counts the consumers (a powered-off, frozen or cut-off host keeps
+   its connections until the broker's heartbeat timeout) and the control answered is a node
+   death (DEAD): its agents are dead now, whatever the API says.
 
-**Disruption brake** (no probe, no DEAD verdict while it holds; the reason is exported): the
-bus is down, or we reconnected less than ``agent_down_time`` ago; our consumer lags; more than
-``max(quiet_hosts, quiet_fraction * hosts)`` hosts went quiet within ``agent_down_time`` (a
-broker restart, a slow neutron-server - agents *call* ``report_state``, so every report is late
-at once - or a network partition: not node deaths).
+**Disruption brake** (:mod:`rpcdaemon.core.brake`): while it holds, no host becomes SILENT,
+nothing is probed and nothing is declared DEAD; when it holds for our own trouble (bus down,
+lag, a fresh reconnect), standing DEAD verdicts are withdrawn too (a node coming back could
+be hidden in a backlog we have not read).
 
-A DEAD host is back as soon as any of its agents reports again; all verdicts are dropped when
-the bus goes away. Each host change is reported once (:class:`DetectorStep`).
+A DEAD host is back as soon as any of its agents reports again. Each change of a host's
+state is reported once (:class:`DetectorStep`), except between OK and QUIET (in a broker
+restart every host goes quiet: that is the brake's line to log, not thousands).
 
-Cost: an arrival is O(1); a tick pops the agents whose suspicion time passed (a heap) and
-looks at the quiet hosts only. One owner thread (the reactor); pure, ``now`` is an argument.
+Cost: an arrival is O(1); a tick pops the agents whose suspicion (or retirement) time passed
+(heaps) and looks at the quiet hosts only. An agent silent for ``agent_down_time`` is retired
+(today's rule has it): a host whose dead agent Neutron still lists costs nothing per tick.
+One owner thread (the reactor); pure, ``now`` is an argument.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from rpcdaemon.core.brake import DisruptionBrake
 from rpcdaemon.core.busstate import BusState
 from rpcdaemon.core.deadlines import DeadlineQueue
 from rpcdaemon.core.detection import (
+    PROBE_TOPICS,
     DetectorPolicy,
     DetectorStep,
     HostChange,
@@ -57,6 +64,9 @@ CONTROL_HOSTS = 2
 """Healthy hosts probed beside a silent one; one answer is enough."""
 STALE_PROBE = 10.0
 """Seconds beyond its timeout after which a probe never answered by the runtime is dropped."""
+OUR_TROUBLE = frozenset({"bus-down", "lag", "listening"})
+"""Brake kinds that withdraw standing DEAD verdicts (see the module docstring)."""
+_LOGGED = frozenset({HostState.SILENT, HostState.SLOW, HostState.STOPPED, HostState.DEAD})
 
 
 class Detector:
@@ -67,16 +77,17 @@ class Detector:
         self._rhythms: dict[AgentKey, Rhythm] = {}
         self._members: dict[Host, tuple[AgentKey, ...]] = {}  # known agents, by host
         self._known: frozenset[AgentKey] = frozenset()
-        self._due: DeadlineQueue[AgentKey] = DeadlineQueue()
+        self._due: DeadlineQueue[AgentKey] = DeadlineQueue()  # suspicion times
+        self._retire: DeadlineQueue[AgentKey] = DeadlineQueue()  # suspects past agent_down_time
         self._suspect: set[AgentKey] = set()
         self._quiet: dict[Host, int] = {}  # hosts with suspect agents -> how many
         self._states: dict[Host, HostState] = {}  # hosts not OK
         self._silent_since: dict[Host, float] = {}
+        self._answered: set[Host] = set()  # answered a probe in this silence: never DEAD in it
         self._probing: dict[Host, ProbeRequest] = {}
         self._results: dict[Host, ProbeResult] = {}
         self._deaths: dict[Host, NodeDeath] = {}
-        self._went_quiet: deque[tuple[float, Host]] = deque()  # for the brake's window
-        self._recent: dict[Host, float] = {}  # host -> when it last went quiet
+        self._brake = DisruptionBrake(self.policy)
         self._changes: list[HostChange] = []
         self._why: dict[Host, str] = {}  # the reason last reported per host not OK
         self.brake: str | None = None  # why no fast verdict may be drawn now
@@ -99,14 +110,15 @@ class Detector:
         for key in self._known - known:
             self._rhythms.pop(key, None)
             self._due.discard(key)
-            self._unsuspect(key)
+            self._retire.discard(key)
+            self._drop_suspect(key)
         self._known = known
         for host in [h for h in self._states if h not in self._members]:
             self._forget_host(host)
 
     def arrival(self, key: AgentKey, at: float) -> None:
         """A heartbeat of ``key`` received at ``at`` (our monotonic clock)."""
-        if key not in self._known:
+        if key not in self._known or not self.policy.enabled:
             return
         self.arrivals += 1
         rhythm = self._rhythms.get(key)
@@ -117,12 +129,12 @@ class Detector:
             if rhythm.arrive(at) <= 0:
                 return  # reordered: an older heartbeat says nothing new
             if late:  # late but never popped (between two ticks): it went quiet too
-                self._note_quiet(key.host, at)
+                self._brake.quiet.note(key.host, at)
+        self._retire.discard(key)
         if key in self._suspect:
-            self._unsuspect(key)
-        state = self._states.get(key.host)
-        if state is not None:
-            self._host_heard(key, state, at)
+            self._drop_suspect(key)
+        if key.host in self._states:
+            self._host_heard(key)
         if rhythm.learned and key not in self._due:
             self._due.push(key, rhythm.last + self._suspect_after(rhythm))
 
@@ -132,15 +144,19 @@ class Detector:
         for rhythm in self._rhythms.values():
             rhythm.reset(at)
         self._due.clear()
+        self._retire.clear()
         self._suspect.clear()
         self._quiet.clear()
+        self._brake.quiet.clear()
+        self._brake.silent.clear()
         for host in list(self._states):
             self._forget_host(host)
 
     def disconnected(self) -> None:
         """Our consumer lost the bus: no verdict stands on evidence we can no longer see."""
-        for host in list(self._states):
-            self._set(host, HostState.OK, "we lost the bus: verdicts dropped")
+        for host, state in list(self._states.items()):
+            if state in _LOGGED:
+                self._set(host, HostState.OK, "we lost the bus: verdicts dropped")
             self._forget_host(host)
 
     def probe_done(self, result: ProbeResult) -> None:
@@ -178,10 +194,14 @@ class Detector:
             elif key not in self._suspect:
                 self._suspect.add(key)
                 self._quiet[key.host] = self._quiet.get(key.host, 0) + 1
-                self._note_quiet(key.host, now)
-        self._expire_quiet(now)
-        brake = self._brake(now, bus)
+                self._brake.quiet.note(key.host, now)
+                self._retire.push(key, rhythm.last + self.policy.agent_down_time)
+        for key in self._retire.pop_due(now):
+            self._retire_agent(key, now)
+        brake = self._brake.check(now, bus, len(self._members))
         self.brake_kind, self.brake = (None, None) if brake is None else brake
+        if self.brake_kind in OUR_TROUBLE:
+            self._withdraw_deaths()
         probes: list[ProbeRequest] = []
         for host in list(self._quiet):
             self.judged_hosts += 1
@@ -203,45 +223,19 @@ class Detector:
             ceiling=p.agent_down_time,
         )
 
-    def _brake(self, now: float, bus: BusState) -> tuple[str, str] | None:
-        """(kind, reason) of the brake holding now, or None."""
-        p = self.policy
-        if not bus.connected:
-            return "bus-down", "our bus connection is down"
-        if bus.lagging or (bus.lag is not None and bus.lag.seconds > p.lag_limit):
-            behind = 0.0 if bus.lag is None else bus.lag.seconds
-            return "lag", f"our consumer lags {behind:.1f}s behind"
-        listened = bus.listened_for(now)
-        if listened < p.agent_down_time:
-            return "listening", (
-                f"listening for {listened:.0f}s of {p.agent_down_time:.0f}s since (re)connect"
-            )
-        hosts = len(self._members)
-        limit = max(p.quiet_hosts, int(p.quiet_fraction * hosts))
-        if len(self._recent) > limit:
-            return "disruption", (
-                f"{len(self._recent)} of {hosts} hosts went quiet within "
-                f"{p.agent_down_time:.0f}s (limit {limit}): a disruption, not a node death"
-            )
-        return None
-
     def _judge_host(self, host: Host, now: float) -> ProbeRequest | None:
-        """A host with suspect agents: QUIET, SILENT (probe), SLOW or DEAD."""
+        """A host with suspect agents: QUIET, SILENT (probe), SLOW, STOPPED or DEAD."""
         state = self._states.get(host, HostState.OK)
         if state is HostState.DEAD:
             return None
         p = self.policy
-        members = self._members.get(host, ())
         reporting = [
             k
-            for k in members
+            for k in self._members.get(host, ())
             if (r := self._rhythms.get(k)) is not None and now - r.last < p.agent_down_time
         ]
         unlearned = [k for k in reporting if not self._rhythms[k].learned]
         talking = [k for k in reporting if k not in self._suspect]
-        if not reporting:
-            self._set(host, HostState.QUIET, "silent past agent_down_time: today's rule decides")
-            return None
         if unlearned or talking or len(reporting) < p.min_agents:
             why = (
                 f"{_names(talking)} still report"
@@ -252,12 +246,18 @@ class Detector:
             )
             self._set(host, HostState.QUIET, why)
             return None
-        queues = tuple(q for k in reporting if (q := probe_queue(k.agent_type, host)) is not None)
-        if not queues:
+        probed = [k for k in reporting if k.agent_type in PROBE_TOPICS]
+        if not probed:
             self._set(host, HostState.QUIET, "no agent queue to probe")
             return None
-        if state not in (HostState.SILENT, HostState.SLOW):
+        if self.brake is not None:
+            self._results.pop(host, None)  # evidence from before the brake: probe afresh
+            if state not in _LOGGED:
+                self._set(host, HostState.QUIET, f"held: {self.brake}")
+            return None
+        if state not in _LOGGED:
             self._silent_since[host] = now
+            self._brake.silent.note(host, now)
             self._set(host, HostState.SILENT, f"{_names(reporting)} silent past their rhythm")
         since = self._silent_since.get(host, now)
         pending = self._probing.get(host)
@@ -265,9 +265,6 @@ class Detector:
             del self._probing[host]
             pending = None
         result = self._results.get(host)
-        if self.brake is not None:
-            self._results.pop(host, None)  # evidence from before the brake: probe afresh
-            return None
         if result is not None and result.request.sent_at >= since:
             self._conclude(host, result, reporting, now)
             if self._states.get(host) is HostState.DEAD:
@@ -276,7 +273,8 @@ class Detector:
             return None
         if result is not None and now - result.finished_at < p.reprobe_interval:
             return None
-        control = self._control(host, {q.rsplit(".", 1)[0] for q in queues})
+        queues = tuple(q for k in probed if (q := probe_queue(k.agent_type, host)) is not None)
+        control = self._control(host, {k.agent_type for k in probed})
         if not control:
             self._set(host, HostState.SILENT, "no healthy host to compare with: not probing")
             return None
@@ -290,10 +288,21 @@ class Detector:
     ) -> None:
         request = result.request
         answered = [q for q in request.queues if q in result.answered]
+        let_go = [q for q in request.queues if q not in result.answered and q not in result.held]
         if result.error is not None:
             self._set(host, HostState.SILENT, f"probe failed on our side: {result.error}")
         elif answered:
+            self._answered.add(host)
             self._set(host, HostState.SLOW, f"silent, but {', '.join(answered)} answered")
+        elif host in self._answered:  # one lost answer does not make a slow node dead
+            self._set(host, HostState.SLOW, "answered earlier in this silence: today's rule")
+        elif let_go:
+            self._set(
+                host,
+                HostState.STOPPED,
+                f"nobody consumes {', '.join(let_go)}: the agent processes exited and the "
+                "host closed their connections (a crash or a restart): today's rule",
+            )
         elif not any(q in result.answered for q in request.control):
             self._set(
                 host,
@@ -302,52 +311,51 @@ class Detector:
                 "our trouble, not the node's",
             )
         else:
-            silent = max(now - self._rhythms[k].last for k in reporting)
+            last_heard = max(self._rhythms[k].last for k in reporting)
+            silent = now - min(self._rhythms[k].last for k in reporting)
             reason = (
                 f"node {host} dead: {_names(reporting)} silent for up to {silent:.1f}s; "
-                f"{', '.join(request.queues)} unanswered within "
+                f"{', '.join(request.queues)} held but unanswered within "
                 f"{self.policy.probe_timeout:g}s while "
                 f"{', '.join(q for q in request.control if q in result.answered)} answered"
             )
-            self._deaths[host] = NodeDeath(host, now, reason)
+            self._deaths[host] = NodeDeath(host, now, reason, last_heard)
             self._set(host, HostState.DEAD, reason)
         self._results[host] = result  # kept: its finish time paces the next probe
 
-    def _control(self, host: Host, topics: set[str]) -> tuple[str, ...]:
-        """Queues of up to CONTROL_HOSTS healthy hosts, of the same topics as ``host``'s."""
+    def _control(self, host: Host, types: set[str]) -> tuple[str, ...]:
+        """Queues of up to CONTROL_HOSTS healthy hosts, of the agent types ``host`` has."""
         found: list[str] = []
-        hosts = 0
         for other, members in self._members.items():
             if other == host or other in self._quiet or other in self._states:
                 continue
-            queues = [
-                q
-                for k in members
-                if (q := probe_queue(k.agent_type, other)) is not None
-                and q.rsplit(".", 1)[0] in topics
-                and (r := self._rhythms.get(k)) is not None
-                and r.learned
-            ]
-            if queues:
-                found.append(queues[0])
-                hosts += 1
-                if hosts >= CONTROL_HOSTS:
-                    break
+            for k in members:
+                r = self._rhythms.get(k)
+                if k.agent_type in types and r is not None and r.learned:
+                    queue = probe_queue(k.agent_type, other)
+                    if queue is not None:
+                        found.append(queue)
+                        break
+            if len(found) >= CONTROL_HOSTS:
+                break
         return tuple(found)
+
+    def _withdraw_deaths(self) -> None:
+        """Our own trouble: a node coming back could be hidden from us. DEAD -> SILENT."""
+        for host in list(self._deaths):
+            del self._deaths[host]
+            self._results.pop(host, None)
+            self._set(host, HostState.SILENT, f"verdict withdrawn: {self.brake}")
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _host_heard(self, key: AgentKey, state: HostState, at: float) -> None:
-        if self._quiet.get(key.host):
-            if state is HostState.DEAD:
-                self._set(key.host, HostState.QUIET, f"{key} reported: the node is back")
-                self._deaths.pop(key.host, None)
+    def _retire_agent(self, key: AgentKey, now: float) -> None:
+        """Silent for agent_down_time: today's rule has it. A DEAD host stays DEAD."""
+        rhythm = self._rhythms.get(key)
+        if key not in self._suspect or rhythm is None:
             return
-        self._set(key.host, HostState.OK, f"{key} reported")
-        self._forget_host(key.host)
-
-    def _unsuspect(self, key: AgentKey) -> None:
-        if key not in self._suspect:
+        if now - rhythm.last < self.policy.agent_down_time:
+            self._retire.push(key, rhythm.last + self.policy.agent_down_time)
             return
         self._suspect.discard(key)
         left = self._quiet.get(key.host, 0) - 1
@@ -355,44 +363,53 @@ class Detector:
             self._quiet[key.host] = left
             return
         self._quiet.pop(key.host, None)
-        state = self._states.get(key.host)
-        if state is not None and state is not HostState.OK:
-            self._set(key.host, HostState.OK, f"{key} reports again")
-        self._forget_host(key.host)
+        if self._states.get(key.host) is not HostState.DEAD:
+            self._forget_host(key.host)
+
+    def _host_heard(self, key: AgentKey) -> None:
+        """An agent of a host not OK reported: the host is up."""
+        if self._states.get(key.host) is HostState.DEAD:
+            self._set(key.host, HostState.QUIET, f"{key} reported: the node is back")
+            self._deaths.pop(key.host, None)
+        if not self._quiet.get(key.host):
+            self._set(key.host, HostState.OK, f"{key} reported")
+            self._forget_host(key.host)
+
+    def _drop_suspect(self, key: AgentKey) -> None:
+        if key not in self._suspect:
+            return
+        self._suspect.discard(key)
+        self._retire.discard(key)
+        left = self._quiet.get(key.host, 0) - 1
+        if left > 0:
+            self._quiet[key.host] = left
+        else:
+            self._quiet.pop(key.host, None)
 
     def _forget_host(self, host: Host) -> None:
         self._states.pop(host, None)
         self._why.pop(host, None)
         self._silent_since.pop(host, None)
+        self._answered.discard(host)
         self._probing.pop(host, None)
         self._results.pop(host, None)
         self._deaths.pop(host, None)
 
     def _set(self, host: Host, state: HostState, reason: str) -> None:
-        """Each change of state is reported once; so is a new reason for a SILENT host (why
-        a probe proved nothing), not the QUIET ones (hosts go quiet by the hundred in a
-        disruption)."""
+        """Each change of state is reported once, but not between OK and QUIET (hosts go
+        quiet by the thousand in a broker restart); a new reason for a SILENT host (why a
+        probe proved nothing) is reported too."""
         old = self._states.get(host, HostState.OK)
         if state is not HostState.OK:
             self._states[host] = state
-        if old is not state or (state is HostState.SILENT and self._why.get(host) != reason):
+        if (old is not state and (state in _LOGGED or old in _LOGGED)) or (
+            state is HostState.SILENT and self._why.get(host) != reason
+        ):
             self._changes.append(HostChange(host, old, state, reason))
         if state is HostState.OK:
             self._why.pop(host, None)
         else:
             self._why[host] = reason
-
-    def _note_quiet(self, host: Host, at: float) -> None:
-        self._went_quiet.append((at, host))
-        self._recent[host] = at
-
-    def _expire_quiet(self, now: float) -> None:
-        window = self.policy.agent_down_time
-        queue = self._went_quiet
-        while queue and now - queue[0][0] > window:
-            at, host = queue.popleft()
-            if self._recent.get(host) == at:  # not quiet again since
-                del self._recent[host]
 
 
 def _names(keys: Iterable[AgentKey]) -> str:

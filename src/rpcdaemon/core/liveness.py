@@ -324,7 +324,7 @@ class LivenessModel:
         hosted = self._hosted_counts(view)
         result: dict[AgentId, Judgement] = {}
         for agent in view.agents.values():
-            death = None if nodes is None else nodes.get(agent.host)
+            death = None if not nodes or not bus.connected or bus.lagging else nodes.get(agent.host)
             if death is not None:  # a confirmed node death: the API cannot know yet
                 result[agent.id] = Judgement(Liveness.DEAD, death.reason)
                 continue

@@ -45,7 +45,7 @@ class Rhythm:
     """One agent's last arrival and learned interval. Mutable: owned by the detector (one
     thread); ``__slots__`` keeps 10,000 of them small (about 150 bytes each)."""
 
-    __slots__ = ("deviation", "interval", "last", "samples", "shorts", "warm")
+    __slots__ = ("deviation", "interval", "last", "primed", "samples", "shorts", "warm")
 
     def __init__(self, last: float) -> None:
         self.last = last
@@ -54,6 +54,7 @@ class Rhythm:
         self.samples = 0
         self.shorts = 0  # bursts in a row: the agent may now report faster
         self.warm: list[float] | None = []  # the first gaps, until MIN_SAMPLES of them
+        self.primed = True  # ``last`` is a real arrival (not the instant of a reset)
 
     @property
     def learned(self) -> bool:
@@ -65,6 +66,9 @@ class Rhythm:
         if gap <= 0:
             return 0.0
         self.last = at
+        if not self.primed:  # the first arrival after a reset: a phase, not an interval
+            self.primed = True
+            return gap
         if gap < MIN_GAP:
             return gap
         warm = self.warm
@@ -97,6 +101,7 @@ class Rhythm:
         self.interval = self.deviation = 0.0
         self.samples = self.shorts = 0
         self.warm = []
+        self.primed = False
 
 
 def suspect_after(

@@ -197,7 +197,7 @@ def run(
         on_tick=_chain(feed.on_tick, hooks.on_tick),
         on_ready=_chain(feed.on_ready, hooks.on_ready),
         detection=detection,
-        probe=None if prober is None else prober.probe,
+        probe=None if prober is None else prober.probe_outcomes,
     )
     prom.register(DetectionCollector(lambda: reactor.detection))
     holder["reactor"] = reactor

@@ -26,7 +26,7 @@ from rpcdaemon.core.busstate import lag_limit
 from rpcdaemon.core.detection import DetectorPolicy, ProbeResult
 from rpcdaemon.core.detector import Detector
 from rpcdaemon.core.events import BusMessage, ConsumerLag, Heartbeat, ResourceNotification
-from rpcdaemon.core.ids import AgentId
+from rpcdaemon.core.ids import AgentId, Host
 from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel
 from rpcdaemon.core.policy import Policy
 from rpcdaemon.core.view import ClusterView
@@ -88,11 +88,13 @@ class Intake:
         # suspicion never later than today's rule: the longest agent_down_time of the planners
         down_time = max((p.agent_down_time for p in self._policies.values()), default=75.0)
         self.detector = Detector(replace(detection or DetectorPolicy(), agent_down_time=down_time))
+        self._detecting = self.detector.policy.enabled
         self.bus = BusState(connected=False)
         self.heartbeats = 0
         self._triggers: set[str] = set()
         self._seen_lock = threading.Lock()
         self._seen: dict[AgentKey, float] = {}  # known agents only: bounded by Neutron
+        self._host_seen: dict[Host, float] = {}  # any known agent of the host, any type
         self._known: frozenset[AgentKey] = frozenset()
         self._keys_by_id: dict[AgentId, AgentKey] = {}
         self._expected: dict[str, tuple[AgentKey, ...]] = {}
@@ -116,15 +118,16 @@ class Intake:
         snapshot). Every type Neutron lists counts: an OVS or metadata agent falling silent
         with its host's L3 and DHCP agents is what tells a node death from a crash."""
         key = AgentKey.of(heartbeat)
-        if heartbeat.agent_type not in self._policies:
-            if key not in self._known:
-                return None  # no planner's, and Neutron does not list it: noise
-            self._inbox.put(heartbeat)
-            return heartbeat
-        if key in self._known:  # forged or new hosts must not grow this map
+        if key in self._known:  # forged or new hosts must not grow these maps
             with self._seen_lock:
                 self._seen[key] = heartbeat.received_at
-        elif self._inbox.qsize() > self._inbox_cap:
+                self._host_seen[key.host] = heartbeat.received_at
+        if heartbeat.agent_type not in self._policies:
+            if key not in self._known or not self._detecting:
+                return None  # no planner's, and no detector (or Neutron does not list it)
+            self._inbox.put(heartbeat)
+            return heartbeat
+        if key not in self._known and self._inbox.qsize() > self._inbox_cap:
             self._drop()
             return None
         self._inbox.put(heartbeat)
@@ -166,6 +169,14 @@ class Intake:
         """The prober's thread: a probe's result (the reactor judges it at once)."""
         self._inbox.put(result)
 
+    def host_heard_after(self, host: Host, since: float) -> bool:
+        """Any thread: has any agent of ``host`` (any type) been heard after ``since``? Read
+        where the consumer writes, ahead of the reactor: a node coming back stops the moves
+        off it before the next tick."""
+        with self._seen_lock:
+            seen = self._host_seen.get(host)
+        return seen is not None and seen > since
+
     def agent_is_back(self, agent_id: AgentId, since: float) -> bool:
         """Has ``agent_id`` sent a heartbeat received after ``since``?"""
         key = self._keys_by_id.get(agent_id)
@@ -191,6 +202,9 @@ class Intake:
         with self._seen_lock:
             for key in [k for k in self._seen if k not in known]:
                 del self._seen[key]
+            hosts = {k.host for k in known}
+            for host in [h for h in self._host_seen if h not in hosts]:
+                del self._host_seen[host]
         self.model.set_known(k for k in known if k.agent_type in self._policies)
         self.detector.set_known(known)
 

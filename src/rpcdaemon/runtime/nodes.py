@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rpcdaemon.core.detection import DetectionStatus, DetectorStep, HostChange, HostState
-from rpcdaemon.core.ids import AgentId
+from rpcdaemon.core.ids import AgentId, Host
 from rpcdaemon.core.liveness import AgentKey
 from rpcdaemon.runtime.intake import Intake
 from rpcdaemon.runtime.probing import ProbeFunction, ProbeRunner
@@ -47,13 +47,20 @@ class NodeWatch:
             )
         self._brake_kind: str | None = None
         self._dead_keys: frozenset[AgentKey] = frozenset()  # planners' agents on dead nodes
+        self._dead_since: dict[Host, float] = {}  # replaced whole, never mutated
         self._deaths = 0
         self.status = DetectionStatus(enabled=policy.enabled)
         """Published each tick for other threads (an immutable value: one assignment)."""
 
     def is_dead(self, agent_id: AgentId) -> bool:
-        """Any thread: is this agent on a host the detector holds dead now?"""
-        return self._intake.key_of(agent_id) in self._dead_keys
+        """Any thread: is this agent on a host the detector holds dead now, and has no agent
+        of that host been heard since the verdict (read off the consumer thread's record,
+        ahead of the reactor's next tick)?"""
+        key = self._intake.key_of(agent_id)
+        if key is None or key not in self._dead_keys:
+            return False
+        since = self._dead_since.get(key.host)
+        return since is not None and not self._intake.host_heard_after(key.host, since)
 
     def stop(self) -> None:
         if self.probes is not None:
@@ -74,6 +81,8 @@ class NodeWatch:
                 triggers.add("agent-back")  # the node is back: stop moving off it
         if step.changes:
             deaths = detector.deaths()
+            # the newest heartbeat the verdict saw: anything heard later means "back"
+            self._dead_since = {h: d.last_heard for h, d in deaths.items()}
             self._dead_keys = frozenset(
                 k
                 for k in self._intake.known_keys()

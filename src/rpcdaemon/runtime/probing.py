@@ -2,9 +2,10 @@
 
 The detector (:mod:`rpcdaemon.core.detector`) asks for a probe when every agent of a host is
 silent past its rhythm. :class:`ProbeRunner` sends the probes on its own thread through a
-``probe`` function (the adapter's :meth:`rpcdaemon.adapters.probe.RpcProber.probe`: one RPC
-call per queue, ``True`` for each queue that answered within the timeout) and hands every
-result to ``on_result`` (the intake, which wakes the reactor). Requests waiting together are
+``probe`` function (the adapter's :meth:`rpcdaemon.adapters.probe.RpcProber.probe_outcomes`:
+one RPC call per queue, and per queue ``answered``; ``silent``: unanswered while the broker
+still counts a consumer on it; or ``no_consumer``, ``unroutable``, ``refused``) and hands
+every result to ``on_result`` (the intake, which wakes the reactor). Requests waiting together are
 sent together: two hosts dying at once cost one timeout, not two. A probe function that
 raises is *our* trouble, reported as the result's ``error``: it proves nothing about the host.
 """
@@ -26,7 +27,9 @@ MAX_WAITING = 64
 """Requests waiting beyond this are answered at once with an error (a flood of silent hosts
 is a disruption: the brake holds anyway)."""
 
-ProbeFunction = Callable[[Sequence[str], float], Mapping[str, bool]]
+ProbeFunction = Callable[[Sequence[str], float], Mapping[str, str]]
+ANSWERED = "answered"
+HELD = "silent"  # unanswered, but a consumer holds the queue: a frozen or powered-off host
 
 
 class ProbeRunner:
@@ -106,9 +109,11 @@ class ProbeRunner:
         queues = sorted({q for r in batch for q in r.queues + r.control})
         error: str | None = None
         answered: frozenset[str] = frozenset()
+        held: frozenset[str] = frozenset()
         try:
             replies = self._probe(queues, self._timeout)
-            answered = frozenset(q for q, ok in replies.items() if ok)
+            answered = frozenset(q for q, outcome in replies.items() if outcome == ANSWERED)
+            held = frozenset(q for q, outcome in replies.items() if outcome == HELD)
         except Exception as exc:  # our trouble (broker, connection): proves nothing
             error = f"{type(exc).__name__}: {exc}"
             self.failed += 1
@@ -117,15 +122,16 @@ class ProbeRunner:
             self.sent += len(queues)
             self.answered += len(answered)
             logger.info(
-                "probe: %d of %d queue(s) answered (%s unanswered)",
+                "probe: %d of %d queue(s) answered; unanswered: %s",
                 len(answered),
                 len(queues),
-                ", ".join(q for q in queues if q not in answered) or "none",
+                ", ".join(f"{q} ({replies.get(q, 'lost')})" for q in queues if q not in answered)
+                or "none",
             )
         finished = self._clock()
         for request in batch:
             try:
-                self._on_result(ProbeResult(request, answered, finished, error))
+                self._on_result(ProbeResult(request, answered, finished, error, held))
             except Exception:
                 logger.exception("probe result observer failed")
         with self._idle:

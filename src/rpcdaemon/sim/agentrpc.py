@@ -133,10 +133,12 @@ class AgentServers:
     """The consumers of the live agents' queues, on the bus thread's connection (kombu is
     not thread-safe: every method runs on that thread).
 
-    ``sync(want)`` makes the consumed queues exactly ``want`` (routing key -> agent type):
-    a queue no longer wanted has its consumer cancelled (the queue stays, as a dead agent's
-    does); a new one is declared, bound and consumed. ``publish(body, routing_key)`` sends a
-    reply to the default exchange.
+    ``sync(want)`` makes the consumed queues exactly ``want`` (routing key -> agent type): a
+    queue no longer wanted has its consumer cancelled (the queue stays, as a dead agent's
+    does); a new one is declared, bound and consumed. ``answering(routing_key)``, asked per
+    request, says whether the consumer answers; one that does not takes requests and drops
+    them: a dead host's connection the broker has not timed out yet. ``publish(body,
+    routing_key)`` sends a reply to the default exchange.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class AgentServers:
         publish: Callable[[dict[str, Any], str], None],
         *,
         private: bool,
+        answering: Callable[[str], bool] = lambda routing_key: True,
     ) -> None:
         self._kombu = kombu
         self._channel = channel
@@ -154,14 +157,16 @@ class AgentServers:
         self._publish = publish
         self._private = private
         self._consumers: dict[str, Any] = {}
+        self._answering = answering  # asked per request: the state may change before a sync
         self.declared: set[str] = set()  # queue names, for the clean-up at the end
         self.calls = 0  # requests answered
         self.casts = 0  # messages taken without an answer
 
     def queue_name(self, routing_key: str) -> str:
-        """On Neutron's own exchange the real name; on a private one (tests, the demo) the
-        exchange's name in front, so that simulations sharing a broker never share a queue."""
-        return f"{self._exchange.name}.{routing_key}" if self._private else routing_key
+        """Neutron's name: the routing key (rpcdaemon's probe reads the broker's consumer
+        count on it). On a private exchange (tests, the demo) the queue expires when unused
+        and is deleted on the way out; simulations sharing a broker must use other hosts."""
+        return routing_key
 
     def sync(self, want: Mapping[str, str]) -> None:
         for key in [k for k in self._consumers if k not in want]:
@@ -202,6 +207,8 @@ class AgentServers:
     def _handler(self, agent_type: str, routing_key: str) -> Callable[[Any], None]:
         def handle(message: Any) -> None:
             message.ack()  # oslo acks a request before dispatching it
+            if not self._answering(routing_key):
+                return  # a dead host's lingering connection: taken, never answered
             inner = wire.decode(message.body)
             reply = answer(agent_type, inner) if inner is not None else None
             if reply is None or inner is None:

@@ -51,12 +51,17 @@ DEFAULT_EXCHANGE = kombu.Exchange("", type="direct")  # replies: routed by queue
 class AgentState(str, enum.Enum):
     RUNNING = "running"
     FROZEN = "frozen"
-    KILLED = "killed"
-    CUT = "cut"
+    KILLED = "killed"  # the process exited on a live host: its connection is closed
+    CUT = "cut"  # the host is cut off the bus
+    DOWN = "down"  # the node died (power, kernel, uplink)
 
 
 SERVING = frozenset({AgentState.RUNNING, AgentState.FROZEN})
 """States in which the agent's RPC server consumes its queues and answers."""
+HOLDING = frozenset({AgentState.CUT, AgentState.DOWN})
+"""States in which the broker still counts the agent's consumers (a dead or cut-off host's
+connections linger until the broker's heartbeat timeout, about 60 s) but nothing answers.
+A KILLED process on a live host has its connection closed by the kernel at once."""
 
 
 class SimBus:
@@ -144,7 +149,13 @@ class SimBus:
 
     def kill_node(self, host: str) -> list[str]:
         """The node dies (power, kernel, uplink): every agent of ``host`` at once, the Open
-        vSwitch and metadata agents too. Returns their ids."""
+        vSwitch and metadata agents too; their connections linger at the broker (nothing
+        closes them) and answer nothing. Returns their ids."""
+        return self._set_host(host, AgentState.DOWN, process=False)
+
+    def stop_node(self, host: str) -> list[str]:
+        """Every agent process of ``host`` exits on a live host (``systemctl stop
+        neutron-*``, an upgrade): the kernel closes their connections at once."""
         return self._set_host(host, AgentState.KILLED, process=False)
 
     def freeze_node(self, host: str) -> list[str]:
@@ -227,6 +238,7 @@ class SimBus:
                 exchange,
                 lambda reply, reply_q: self._reply(producer, reply, reply_q),
                 private=self.exchange_name != "neutron",
+                answering=self._answers,
             )
             self._servers = servers
             with kombu.Consumer(
@@ -254,14 +266,26 @@ class SimBus:
                     self._cleanup(publish_channel)
 
     def _serving(self, agents: list[dict[str, Any]]) -> dict[str, str]:
-        """Routing key -> agent type of every queue a live agent process consumes now."""
+        """Routing key -> agent type of every queue an agent's connection still consumes:
+        live processes (which answer) and dead or cut-off hosts' lingering ones (which do
+        not, :meth:`_answers`)."""
         want: dict[str, str] = {}
         with self._lock:
             for agent in agents:
-                if self._states.get(str(agent["id"]), AgentState.RUNNING) in SERVING:
+                state = self._states.get(str(agent["id"]), AgentState.RUNNING)
+                if state in SERVING or state in HOLDING:
                     for key in agent_queues(str(agent["agent_type"]), str(agent["host"])):
                         want[key] = str(agent["agent_type"])
         return want
+
+    def _answers(self, routing_key: str) -> bool:
+        """Bus thread, per request: does the agent consuming ``routing_key`` answer now?"""
+        for agent in self.cloud.agents():
+            if routing_key in agent_queues(str(agent["agent_type"]), str(agent["host"])):
+                with self._lock:
+                    state = self._states.get(str(agent["id"]), AgentState.RUNNING)
+                return state in SERVING
+        return False
 
     def _reply(self, producer: Any, reply: dict[str, Any], reply_q: str) -> None:
         """An agent's answer: to the default exchange, routing key = the caller's reply

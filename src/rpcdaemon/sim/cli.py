@@ -32,6 +32,7 @@ ovs:net1 / metadata:net1, or a HOST, meaning every agent on that host):
   cut AGENT              cut off the bus: no heartbeats, RPC does not reach it
   revive AGENT           heartbeats again (start_flag on the first)
   kill-node HOST         the node dies: every agent of HOST at once (OVS, metadata too)
+  stop-node HOST         every agent process of HOST exits; the host stays up (a restart)
   freeze-node HOST       every agent of HOST stops reporting; their RPC still answers
   cut-node HOST          HOST cut off the bus: no heartbeats, RPC does not reach it
   revive-node HOST       every agent of HOST reports again
@@ -43,6 +44,7 @@ ovs:net1 / metadata:net1, or a HOST, meaning every agent on that host):
 
 NODE_COMMANDS = {
     "kill-node": "kill_node",
+    "stop-node": "stop_node",
     "freeze-node": "freeze_node",
     "cut-node": "cut_node",
     "revive-node": "revive_node",

@@ -34,6 +34,7 @@ class Cloud:
     dead: set[Host] = field(default_factory=set)  # report nothing, answer nothing
     mute: set[Host] = field(default_factory=set)  # report nothing, answer probes
     silent_keys: set[AgentKey] = field(default_factory=set)  # one crashed process each
+    stopped: set[Host] = field(default_factory=set)  # every process exited, the host is up
     answer: bool = True  # the probe path works at all
     now: float = 0.0
     bus: BusState = field(default_factory=lambda: BusState(connected=True, listening_since=0.0))
@@ -50,7 +51,12 @@ class Cloud:
         self.brakes: list[str | None] = []
 
     def silent(self, key: AgentKey) -> bool:
-        return key.host in self.dead or key.host in self.mute or key in self.silent_keys
+        return (
+            key.host in self.dead
+            or key.host in self.mute
+            or key.host in self.stopped
+            or key in self.silent_keys
+        )
 
     def run(self, until: float, tick: float = 0.5) -> None:
         while self.now < until:
@@ -68,14 +74,27 @@ class Cloud:
                 self.detector.probe_done(self.reply(probe))
 
     def reply(self, probe: ProbeRequest) -> ProbeResult:
-        answered = set()
-        if self.answer:
-            for queue in probe.queues + probe.control:
-                host = Host(queue.rsplit(".", 1)[1])
-                crashed = {k for k in self.silent_keys if k.host == host}
-                if host not in self.dead and not any(queue.startswith(_topic(k)) for k in crashed):
-                    answered.add(queue)
-        return ProbeResult(probe, frozenset(answered), self.now + self.policy.probe_timeout)
+        """Dead hosts hold their queues without answering (a powered-off host's connections
+        live until the broker's heartbeat timeout); crashed processes and stopped hosts hold
+        nothing (their kernel closed the connections)."""
+        answered, held = set(), set()
+        for queue in probe.queues + probe.control:
+            host = Host(queue.split(".", 1)[1])
+            crashed = {k for k in self.silent_keys if k.host == host}
+            if host in self.dead:
+                held.add(queue)
+            elif host in self.stopped or any(queue.startswith(_topic(k)) for k in crashed):
+                continue
+            elif self.answer:
+                answered.add(queue)
+            else:
+                held.add(queue)
+        return ProbeResult(
+            probe,
+            frozenset(answered),
+            self.now + self.policy.probe_timeout,
+            held=frozenset(held),
+        )
 
 
 def _topic(key: AgentKey) -> str:
@@ -105,9 +124,12 @@ def test_a_crashed_agent_on_a_live_node_is_never_a_node_death() -> None:
     cloud = Cloud()
     warm(cloud)
     cloud.silent_keys.add(AgentKey(AgentType.L3.value, Host("net1")))
-    cloud.run(cloud.now + 30)
-    assert not cloud.detector.deaths()
+    cloud.run(cloud.now + 6)
     assert cloud.detector.state(Host("net1")) is HostState.QUIET
+    cloud.run(cloud.now + 24)
+    assert not cloud.detector.deaths()
+    # silent past agent_down_time: retired (today's rule has it), the host costs nothing
+    assert cloud.detector.state(Host("net1")) is HostState.OK
     assert not cloud.probes  # one agent of four: nothing to confirm
 
 
@@ -231,3 +253,62 @@ def test_probe_queues_are_the_ones_each_agent_consumes() -> None:
     assert probe_queue("DHCP agent", Host("net1")) == "dhcp_agent.net1"
     assert probe_queue("Open vSwitch agent", Host("n")) == "q-agent-notifier-tunnel-update.n"
     assert probe_queue("Metadata agent", Host("net1")) is None  # no RPC server to probe
+
+
+def test_a_host_whose_agents_all_restart_is_not_dead() -> None:
+    """systemctl restart neutron-*: every process exits, the kernel closes their connections,
+    the broker drops the consumers at once; dnsmasq and keepalived go on serving."""
+    cloud = Cloud()
+    warm(cloud)
+    cloud.stopped.add(Host("net1"))
+    cloud.run(cloud.now + 5)
+    assert not cloud.detector.deaths()
+    assert cloud.detector.state(Host("net1")) is HostState.STOPPED
+    assert any("nobody consumes" in c for c in cloud.changes)
+
+
+def test_a_slow_node_that_answered_once_is_never_dead_in_that_silence() -> None:
+    cloud = Cloud(policy=DetectorPolicy(agent_down_time=10.0, reprobe_interval=1.0))
+    warm(cloud)
+    cloud.mute.add(Host("net1"))
+    cloud.run(cloud.now + 4)
+    assert cloud.detector.state(Host("net1")) is HostState.SLOW
+    cloud.mute.clear()
+    cloud.dead.add(Host("net1"))  # the next probe goes unanswered (an overloaded host)
+    cloud.run(cloud.now + 3)
+    assert len(cloud.probes) >= 2  # ... and one of them went unanswered
+    assert not cloud.detector.deaths()
+    assert cloud.detector.state(Host("net1")) is HostState.SLOW
+
+
+def test_our_lag_withdraws_a_standing_verdict() -> None:
+    cloud = Cloud()
+    warm(cloud)
+    cloud.dead.add(Host("net1"))
+    cloud.run(cloud.now + 6)
+    assert Host("net1") in cloud.detector.deaths()
+    cloud.bus = BusState(
+        connected=True, listening_since=0.0, lag=ConsumerLag(messages=900, seconds=3.0)
+    )
+    cloud.run(cloud.now + 1)
+    assert not cloud.detector.deaths()
+    assert any("withdrawn" in c for c in cloud.changes)
+
+
+def test_dotted_host_names_are_probed() -> None:
+    detector = Detector(DetectorPolicy(agent_down_time=10.0))
+    hosts = [Host(f"net{i}.example.com") for i in range(3)]
+    keys = [AgentKey(t.value, h) for h in hosts for t in NET_TYPES]
+    detector.set_known(keys)
+    bus = BusState(connected=True, listening_since=0.0)
+    t = 0.0
+    probes = []
+    while t < 40:
+        t += 0.5
+        for key in keys:
+            if key.host != hosts[0] or t < 25:
+                if abs(t % 2.5) < 1e-9:
+                    detector.arrival(key, t)
+        probes += detector.tick(t, bus).probes
+    assert probes and probes[0].control, "no control queue for dotted host names"
+    assert probes[0].host == hosts[0]
