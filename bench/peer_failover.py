@@ -89,11 +89,14 @@ def routers_on(rig: Rig, agent_id: str) -> set[str]:
 
 
 def detected_at(daemon: Daemon | None, since: float) -> float | None:
-    """Wall-clock time of the daemon's first "L3 agent@net1 ... is DOWN" line after ``since``."""
+    """Wall-clock time of the daemon's first verdict on net1 after ``since``: its fast path's
+    "NODE DOWN: ... net1 ..." line or today's rule's "agent L3 agent@net1 is DOWN"."""
     if daemon is None:
         return None
+    host = re.compile(rf"\b{VICTIM}\b")
     for line in daemon.text().splitlines():
-        if f"L3 agent@{VICTIM}" not in line or "is DOWN" not in line:
+        node = "NODE DOWN" in line and host.search(line) is not None
+        if not node and (f"L3 agent@{VICTIM}" not in line or "is DOWN" not in line):
             continue
         try:
             seen = datetime.fromisoformat(line.split()[0]).timestamp()

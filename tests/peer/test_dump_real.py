@@ -30,6 +30,10 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _agent_type(record: dict[str, Any]) -> str:
+    return str(record["args"]["agent_state"]["agent_state"]["agent_type"])
+
+
 def test_dump_shows_real_report_state_and_notifications_redacted(
     fresh_peer: Rig, tmp_path: Path
 ) -> None:
@@ -61,8 +65,14 @@ def test_dump_shows_real_report_state_and_notifications_redacted(
                 if r.get("method") == "report_state"
             }
             events = {r.get("event_type") for r in got}
+            casts = {
+                _agent_type(r)
+                for r in got
+                if r.get("method") == "report_state" and r["kind"] == "rpc_cast"
+            }
             return (
                 hosts >= {"net1", "net2", "net3"}
+                and "Metadata agent" in casts
                 and {
                     "network.create.end",
                     "router.create.end",
@@ -75,11 +85,17 @@ def test_dump_shows_real_report_state_and_notifications_redacted(
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     got = records(out)
-    report = next(r for r in got if r.get("method") == "report_state")
+    reports = [r for r in got if r.get("method") == "report_state"]
+    # the L3, DHCP and OVS agents call; the metadata agent casts after its first report
+    report = next(r for r in reports if _agent_type(r) == "L3 agent")
     assert report["kind"] == "rpc_call" and report["routing_key"] == "q-reports-plugin"
     assert report["fields"]["_reply_q"].startswith("reply_")
     assert report["properties"]["expiration"]  # a call's TTL = the agent's report_interval
     assert report["context"]["auth_token"] == "***"
+    cast = next(
+        r for r in reports if _agent_type(r) == "Metadata agent" and r["kind"] == "rpc_cast"
+    )
+    assert "_reply_q" not in cast["fields"] and not cast["properties"].get("expiration")
     notification = next(r for r in got if r.get("event_type") == "network.create.end")
     assert notification["routing_key"] == "notifications.info"
     assert notification["payload"]["network"]["id"] == network

@@ -46,6 +46,7 @@ class NodeWatch:
                 probe, timeout=policy.probe_timeout, on_result=intake.probed, clock=clock
             )
         self._brake_kind: str | None = None
+        self._held_logged = False
         self._dead_keys: frozenset[AgentKey] = frozenset()  # planners' agents on dead nodes
         self._dead_since: dict[Host, float] = {}  # replaced whole, never mutated
         self._deaths = 0
@@ -112,12 +113,16 @@ class NodeWatch:
         return triggers
 
     def _log_brake(self, step: DetectorStep) -> None:
+        """Each hold logged once (not the listening window after start: the intake says
+        that), and its release once, whatever came in between."""
         if step.brake_kind == self._brake_kind:
             return
         if step.brake_kind is not None and step.brake_kind != "listening":
             logger.warning("fast failover held: %s", step.brake)
-        elif step.brake_kind is None and self._brake_kind not in (None, "listening"):
+            self._held_logged = True
+        elif step.brake_kind is None and self._held_logged:
             logger.info("fast failover released: node deaths are judged in seconds again")
+            self._held_logged = False
         self._brake_kind = step.brake_kind
 
     def _log_host(self, change: HostChange) -> None:

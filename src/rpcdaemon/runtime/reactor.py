@@ -327,7 +327,9 @@ class Reactor:
         return self._start(now)
 
     def _node_death_due(self, now: float) -> bool:
-        return "node-dead" in self.schedule.due(now) and self._pass.view is not None
+        """A node death waits for no backoff: its plan needs no read (``pending``, not
+        ``due``), and a failed read must not delay it."""
+        return "node-dead" in self.schedule.pending(now) and self._pass.view is not None
 
     def _start(self, now: float, *, cheap: bool = True) -> PassReport | None:
         """Start the read of the pass due at ``now``, if any (planned when it is done)."""
@@ -364,7 +366,10 @@ class Reactor:
             now - read_at,
         )
         done: Done[object] = Done("snapshot", "node-dead", view, None)
-        return self._finish(done, now, started=self._clock(), read_at=read_at)
+        report = self._finish(done, now, started=self._clock(), read_at=read_at)
+        if self._reads.busy:  # the read in flight predates these tasks: it must skip them
+            self._pass.prepare(add=True)
+        return report
 
     def _take_read(self, now: float) -> PassReport | None:
         done = self._reads.take()
