@@ -247,8 +247,8 @@ class Detector:
             self._set(host, HostState.QUIET, why)
             return None
         probed = [k for k in reporting if k.agent_type in PROBE_TOPICS]
-        if not probed:
-            self._set(host, HostState.QUIET, "no agent queue to probe")
+        if len(probed) < p.min_agents:  # one paused process must not be the whole proof
+            self._set(host, HostState.QUIET, f"only {_names(probed)} to probe: not enough")
             return None
         if self.brake is not None:
             self._results.pop(host, None)  # evidence from before the brake: probe afresh
