@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tests.peer.daemon import Daemon, bind_router, create_router, tag
+from tests.peer.daemon import Daemon, create_router, tag
 from tests.peer.rig import KILL_HOW, Rig
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,20 @@ def detected_at(daemon: Daemon | None, since: float) -> float | None:
     return None
 
 
+def pin(rig: Rig, agent_id: str, router: str) -> None:
+    """Bind ``router`` to ``agent_id``, taking it off the agent the running daemon may have
+    scheduled it to meanwhile (it schedules routers hosted by no live agent)."""
+    for _ in range(5):
+        status, body = rig.call("POST", f"/agents/{agent_id}/l3-routers", {"router_id": router})
+        if status == 201:
+            return
+        _, hosts = rig.call("GET", f"/routers/{router}/l3-agents")
+        for agent in hosts.get("agents", []):
+            if agent["id"] != agent_id:
+                rig.call("DELETE", f"/agents/{agent['id']}/l3-routers/{router}")
+    raise RuntimeError(f"could not bind router {router} to agent {agent_id}: {body}")
+
+
 def one_run(rig: Rig, n: int, how: str, settle: float, daemon: Daemon | None) -> Run:
     alive_timeout = max(60.0, 3 * rig.report_interval + 30)
     rig.revive_all(timeout=alive_timeout)
@@ -116,7 +130,7 @@ def one_run(rig: Rig, n: int, how: str, settle: float, daemon: Daemon | None) ->
     t = tag()
     routers = {create_router(rig, f"bench-{t}-{i}") for i in range(n)}
     for router in routers:
-        bind_router(rig, victim, router)
+        pin(rig, victim, router)
     assert routers <= routers_on(rig, victim)
     # every agent reported a few times since the last revive (rhythms are learned again)
     time.sleep(max(0.0, settle - (time.monotonic() - revived)))

@@ -32,11 +32,12 @@ class BusState:
     listening_since: float | None = None  # monotonic time of the last (re)connect or catch-up
     lagging: bool = False  # our backlog is older than lag_limit(agent_down_time)
     lag: ConsumerLag | None = None  # the last measurement (for status and metrics)
+    rejoining: bool = False  # after our reconnect, waiting for the agents (core.rejoin)
 
     def listened_for(self, now: float) -> float:
-        """Seconds we have been listening without interruption (0 when disconnected or
-        lagging)."""
-        if not self.connected or self.lagging or self.listening_since is None:
+        """Seconds we have been listening without interruption (0 when disconnected,
+        lagging, or still waiting for the agents to come back after our reconnect)."""
+        if not self.connected or self.lagging or self.rejoining or self.listening_since is None:
             return 0.0
         return max(0.0, now - self.listening_since)
 

@@ -43,6 +43,10 @@ def judge(
         return Judgement(
             Liveness.UNKNOWN, f"our consumer lags {behind:.0f}s behind: not judging by our clock"
         )
+    if bus.rejoining:
+        return Judgement(
+            Liveness.UNKNOWN, "waiting for the agents to come back after our reconnect"
+        )
     listened = bus.listened_for(now)
     if bus.listening_since is None or listened < policy.agent_down_time:
         return Judgement(

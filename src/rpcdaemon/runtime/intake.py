@@ -29,6 +29,7 @@ from rpcdaemon.core.events import BusMessage, ConsumerLag, Heartbeat, ResourceNo
 from rpcdaemon.core.ids import AgentId, Host
 from rpcdaemon.core.liveness import AgentKey, BusState, LivenessModel
 from rpcdaemon.core.policy import Policy
+from rpcdaemon.core.rejoin import Rejoin
 from rpcdaemon.core.view import ClusterView
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Intake:
         down_time = max((p.agent_down_time for p in self._policies.values()), default=75.0)
         self.detector = Detector(replace(detection or DetectorPolicy(), agent_down_time=down_time))
         self._detecting = self.detector.policy.enabled
+        self._lost_at: float | None = None  # when we last lost the bus (None: never)
+        self._rejoin: Rejoin | None = None  # after a reconnect: agents expected back
         self.bus = BusState(connected=False)
         self.heartbeats = 0
         self._triggers: set[str] = set()
@@ -250,7 +253,10 @@ class Intake:
     def _apply(self, item: _Item) -> None:
         if isinstance(item, Heartbeat):
             self.heartbeats += 1
-            self.detector.arrival(AgentKey.of(item), item.received_at)
+            key = AgentKey.of(item)
+            self.detector.arrival(key, item.received_at)
+            if self._rejoin is not None and self._rejoin.heard(key, item.received_at):
+                self._rejoined(item.received_at)
             policy = self._policies.get(item.agent_type)
             if policy is None:
                 return  # judged by the detector only
@@ -291,17 +297,57 @@ class Intake:
                 adt,
             )
 
-    def _set_connection(self, change: _Connection) -> None:
-        if change.connected:
-            self.bus = BusState(connected=True, listening_since=change.at)
-            self.detector.reconnected(change.at)
-            wait = max((p.agent_down_time for p in self._policies.values()), default=0.0)
+    def check_rejoin(self, now: float) -> None:
+        """Reactor tick: end a wait for the agents that lasted its bound (core.rejoin)."""
+        rejoin = self._rejoin
+        if rejoin is not None and rejoin.expire(now):
+            logger.warning(
+                "after our reconnect only %s: judging silence again (those still silent may "
+                "have died during the outage)",
+                rejoin.describe(),
+            )
+            self._rejoined(now, quorum=False)
+
+    def _rejoined(self, at: float, *, quorum: bool = True) -> None:
+        if quorum and self._rejoin is not None:
             logger.info(
-                "listening on the bus; no agent is declared dead by our clock for %.0fs "
+                "after our reconnect %s: listening window from now", self._rejoin.describe()
+            )
+        self._rejoin = None
+        self.bus = replace(self.bus, rejoining=False, listening_since=at)
+
+    def _set_connection(self, change: _Connection) -> None:
+        adt = max((p.agent_down_time for p in self._policies.values()), default=0.0)
+        if change.connected:
+            rejoin = None
+            if self._lost_at is not None:  # a reconnect: who was reporting before the outage?
+                since = self._lost_at - adt
+                before = [
+                    k
+                    for k, r in self.model.snapshot().items()
+                    if r.last_seen >= since and k in self._known
+                ]
+                outage = change.at - self._lost_at
+                rejoin = Rejoin(before, since=change.at, outage=outage, agent_down_time=adt)
+            self._rejoin = rejoin if rejoin is not None and rejoin.waiting else None
+            self.bus = BusState(
+                connected=True, listening_since=change.at, rejoining=self._rejoin is not None
+            )
+            self.detector.reconnected(change.at)
+            logger.info(
+                "listening on the bus; no agent is declared dead by our clock for %.0fs%s "
                 "(until then Neutron's alive flag is the source)",
-                wait,
+                adt,
+                ""
+                if self._rejoin is None
+                else f" after half of the {self._rejoin.expected} agents heard before the "
+                "outage are back and as long as the outage lasted",
             )
         else:
+            self._lost_at = (
+                change.at if self._lost_at is None or self.bus.connected else self._lost_at
+            )
+            self._rejoin = None
             self.bus = BusState(connected=False)
             self.detector.disconnected()
             logger.warning("lost the bus: no agent will be declared dead until we are back")

@@ -45,6 +45,7 @@ class Judge:
     def judge(self, now: float, *, have_view: bool) -> tuple[set[str], bool]:
         """The triggers the changes call for, and whether agents unknown to the last
         snapshot were first heard (an ``agent-new`` pass, rate-limited by the schedule)."""
+        self._intake.check_rejoin(now)
         model, bus = self._intake.model, self._intake.bus
         triggers: set[str] = set()
         for agent_type in self._types:
