@@ -179,17 +179,17 @@ class BusConsumer:
             except Exception as exc:  # any failure: drop this connection, back off, retry
                 if consumed:
                     self._set_connected(False)
-                    logger.warning(W_CONNECTION_LOST, where, _describe(exc))
+                    logger.warning(W_CONNECTION_LOST, where, describe_error(exc))
                     self._down_reported = True
                     delay = INITIAL_BACKOFF * random.uniform(0.5, 1.0)
                 else:
                     delay = self._backoff(attempt)
                     if not self._down_reported:
                         self._down_reported = True
-                        logger.warning(W_CANNOT_CONNECT, where, _describe(exc), delay)
+                        logger.warning(W_CANNOT_CONNECT, where, describe_error(exc), delay)
                     else:  # already said so: a reminder a minute, details at DEBUG
-                        logger.debug(W_CANNOT_CONNECT, where, _describe(exc), delay)
-                        self._remind(logging.INFO, "down", S_STILL_DOWN, where, _describe(exc))
+                        logger.debug(W_CANNOT_CONNECT, where, describe_error(exc), delay)
+                        self._remind(logging.INFO, "down", S_STILL_DOWN, where, describe_error(exc))
                 attempt += 1
                 self._stopping.wait(delay)
             finally:
@@ -304,7 +304,7 @@ class BusConsumer:
                 channel.queue_delete(queue=spec.name)
             logger.info("deleted queue(s) %s", ", ".join(q.name for q in self._queues))
         except Exception as exc:  # the broker may be gone: the queue will expire
-            logger.warning("could not delete our queue(s) on stop: %s", _describe(exc))
+            logger.warning("could not delete our queue(s) on stop: %s", describe_error(exc))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -403,7 +403,8 @@ class BusConsumer:
         return Backoff(INITIAL_BACKOFF, self._max_backoff).delay(attempt, jitter=random.random())
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of a broker error, for a log line (the probe's too)."""
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 

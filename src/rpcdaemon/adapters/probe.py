@@ -4,7 +4,7 @@ An agent process consumes ``<topic>.<host>`` on the ``neutron`` exchange. We sen
 oslo.messaging RPC *call* of a method that cannot exist (:mod:`probewire` says what and why);
 a live process answers at once (``NoSuchMethod`` is an answer), a dead host cannot.
 
-Which queue to probe for which agent: :func:`probewire.agent_queue`.
+Which queue to probe for which agent: :func:`rpcdaemon.core.detection.probe_queue`.
 
 The wire, as oslo.messaging's rabbit driver does it (impl_rabbit.py, amqpdriver.py):
 
@@ -42,6 +42,7 @@ import amqp
 import amqp.exceptions
 import kombu.connection
 
+from rpcdaemon.adapters.amqp import describe_error
 from rpcdaemon.adapters.probewire import (
     PendingCalls,
     ProbeOutcome,
@@ -155,7 +156,7 @@ class RpcProber:
             except Exception as exc:  # the connection or channel broke mid-probe
                 where = self._where
                 self._drop()
-                raise ProbeError(f"probe via {where} failed: {_describe(exc)}") from exc
+                raise ProbeError(f"probe via {where} failed: {describe_error(exc)}") from exc
             finally:
                 self._pending.clear()
                 self._answered_at.clear()
@@ -224,7 +225,7 @@ class RpcProber:
                 raise
             except Exception as exc:  # this broker failed: try the next one
                 _release(conn)
-                errors.append(f"{where}: {_describe(exc)}")
+                errors.append(f"{where}: {describe_error(exc)}")
                 continue
             self._conn, self._channel, self._where = conn, channel, where
             self._urls = [url, *(u for u in self._urls if u != url)]  # sticky: first next time
@@ -379,11 +380,6 @@ class RpcProber:
             logger.debug("ignored a message on %s (late, foreign or unreadable)", self._reply_queue)
             return
         self._answered_at[queue] = self._clock()
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
 def _release(conn: Any) -> None:
