@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from tests.integration.test_reactor import ADT, HOSTS, World
 
 from rpcdaemon.core.detection import DetectorPolicy
 from rpcdaemon.sim.resources import METADATA_AGENT, OVS_AGENT
-from tests.integration.test_reactor import ADT, HOSTS, World
 
 COMPUTE = ("comp1", "comp2")
 
