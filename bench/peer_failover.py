@@ -18,7 +18,8 @@ default ``freeze`` is a powered-off node: every agent of the host silent at once
 connections still open, nothing answering). The clock starts at the kill (also reported from
 net1's last heartbeat of any kind that went through) and stops at the first poll (every 0.2 s)
 where all N routers are on live L3 agents (net2, net3). Then the routers are deleted and net1 is
-revived. Nothing here asserts a duration: numbers are printed, ``--json`` keeps them, ``--write``
+revived. The kill falls at a random (seeded) moment of the report cycle. Nothing here asserts a
+duration: numbers are printed, ``--json`` keeps them, ``--write``
 puts the table in bench/RESULTS.md between this benchmark's markers. Parts can be run apart
 (``--json`` each) and tabled together with ``--from-json``.
 """
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import random
 import re
 import statistics
 import sys
@@ -45,6 +47,9 @@ from pathlib import Path
 
 from tests.peer.daemon import Daemon, create_router, tag
 from tests.peer.rig import KILL_HOW, Rig
+
+PHASE = random.Random(12)
+"""Where in the report cycle each kill falls (seeded: both contenders get the same draws)."""
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +151,10 @@ def one_run(rig: Rig, n: int, how: str, settle: float, daemon: Daemon | None) ->
             raise RuntimeError(f"{len(stray)} routers would not stay on {VICTIM}")
     # every agent reported a few times since the last revive (rhythms are learned again)
     time.sleep(max(0.0, settle - (time.monotonic() - revived)))
+    # a node dies at any moment of its agents' report cycle, not just after a report (the
+    # revive above would otherwise align every kill with the beat: the worst case for a
+    # detector, a lucky one for nobody); the same seeded draws for both contenders
+    time.sleep(PHASE.uniform(0.0, rig.report_interval))
     timeout = 4 * rig.agent_down_time + 120
     killed = rig.kill_node(VICTIM, how)
     last_beat = rig.last_host_heartbeat(VICTIM)
