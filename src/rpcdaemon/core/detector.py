@@ -172,6 +172,10 @@ class Detector:
         """Hosts with a node-death verdict now (read-only view; copy to hand elsewhere)."""
         return MappingProxyType(self._deaths)
 
+    def members(self, host: Host) -> tuple[AgentKey, ...]:
+        """The known agents of ``host`` (every type)."""
+        return self._members.get(host, ())
+
     def state(self, host: Host) -> HostState:
         return self._states.get(host, HostState.OK)
 

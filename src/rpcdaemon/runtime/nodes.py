@@ -84,10 +84,8 @@ class NodeWatch:
             deaths = detector.deaths()
             # the newest heartbeat the verdict saw: anything heard later means "back"
             self._dead_since = {h: d.last_heard for h, d in deaths.items()}
-            self._dead_keys = frozenset(
-                k
-                for k in self._intake.known_keys()
-                if k.host in deaths and k.agent_type in self._types
+            self._dead_keys = frozenset(  # the planners' agents of dead hosts only
+                k for h in deaths for k in detector.members(h) if k.agent_type in self._types
             )
         for request in step.probes:
             if self.probes is None:
